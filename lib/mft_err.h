@@ -1,0 +1,109 @@
+/*
+ * mft_err — the one error taxonomy of the product.
+ *
+ * Every failure anywhere is described by a struct mft_err: a kind (one of the
+ * X-macro list below), a one-line message a person understands, the raw detail
+ * (library error, TLS alert, X.509 verify result, HTTP status ...) and a remedy.
+ * The kind's name (e.g. "TLS_CLIENT_CERT_MISSING") is the same string in events,
+ * API answers, logs and metrics. Functions across lib/ return 0 on success or a
+ * negative value on failure and fill a caller-provided struct mft_err.
+ */
+#ifndef MFT_ERR_H
+#define MFT_ERR_H
+
+#include <stddef.h>
+
+/* X(NAME, default one-line message, default remedy) */
+#define MFT_ERR_KINDS(X)                                                                           \
+    X(OK, "no error", "")                                                                          \
+    X(INTERNAL, "unexpected internal error", "report this to the gateway operators with the log")  \
+    X(CONFIG, "invalid configuration", "fix the named setting and restart")                        \
+    X(NO_MEMORY, "out of memory", "give the service more memory")                                  \
+    X(TLS_CLIENT_CERT_MISSING, "the client presented no TLS certificate",                          \
+      "configure the partner's AS2 client to send its TLS client certificate")                     \
+    X(TLS_CLIENT_CERT_UNTRUSTED, "the client's TLS certificate is not issued by a trusted CA",    \
+      "register the partner's TLS certificate or its CA with mftctl apply")                        \
+    X(TLS_CLIENT_CERT_NOT_PARTNERS, "the TLS client certificate belongs to another partner",      \
+      "the partner must connect with the certificate registered for it, or register the new one")  \
+    X(TLS_CLIENT_CERT_EXPIRED, "the client's TLS certificate has expired",                        \
+      "the partner must renew its TLS client certificate and send us the new one")                 \
+    X(TLS_CLIENT_CERT_NOT_YET_VALID, "the client's TLS certificate is not yet valid",             \
+      "check the clock of both sides, or wait until the certificate's start date")                 \
+    X(TLS_CLIENT_CERT_NO_CLIENT_AUTH, "the client's TLS certificate is not allowed for clientAuth", \
+      "the partner needs a certificate with the TLS Web Client Authentication extended key usage") \
+    X(TLS_NO_COMMON_PROTOCOL, "no common TLS protocol version",                                   \
+      "the partner must enable TLS 1.2 or TLS 1.3")                                                \
+    X(TLS_NO_SHARED_CIPHER, "no shared TLS cipher suite",                                         \
+      "the partner must enable a modern AES-GCM or ChaCha20 cipher suite")                         \
+    X(TLS_NOT_TLS, "the peer does not speak TLS", "check the URL scheme and port")                 \
+    X(TLS_HANDSHAKE, "the TLS handshake failed", "see the detail for the alert and library error") \
+    X(HTTP_BAD_REQUEST, "the HTTP request is not a valid AS2 request",                             \
+      "the partner must send the required AS2 headers")                                            \
+    X(HTTP_TOO_LARGE, "the message is larger than the configured limit",                           \
+      "raise MFT_INGRESS_MAX_BODY or ask the partner to split the file")                           \
+    X(UNKNOWN_STATION, "AS2-To names no station of this gateway",                                 \
+      "check the partner's AS2-To setting, or declare the station with mftctl apply")              \
+    X(UNKNOWN_PARTNER, "AS2-From names no partner of this station",                               \
+      "declare the partner with mftctl apply, or check its AS2-From setting")                      \
+    X(MALFORMED_MESSAGE, "the message is not well-formed MIME / S/MIME",                           \
+      "ask the partner to check its AS2 software's output; the detail names the fault")            \
+    X(DECRYPT_FAILED, "the message could not be decrypted",                                        \
+      "the partner must encrypt with our current encryption certificate")                          \
+    X(SIGNATURE_INVALID, "the message signature does not verify",                                  \
+      "the partner's signing certificate may have changed, or the content was altered in transit") \
+    X(SIGNATURE_REQUIRED, "the message is not signed but the partner's policy requires it",        \
+      "the partner must sign its messages, or relax the policy")                                   \
+    X(ENCRYPTION_REQUIRED, "the message is not encrypted but the partner's policy requires it",    \
+      "the partner must encrypt its messages, or relax the policy")                                \
+    X(DECOMPRESS_FAILED, "the message could not be decompressed",                                  \
+      "ask the partner to check its compression setting")                                          \
+    X(ALGORITHM_REFUSED, "the message uses an algorithm this gateway refuses",                     \
+      "the partner must use AES or 3DES and SHA-1 or SHA-2")                                       \
+    X(DUPLICATE, "a message with this Message-ID was already received from this partner",          \
+      "nothing to do: the first copy was kept and acknowledged")                                   \
+    X(STORAGE, "the payload store cannot take the message",                                        \
+      "check the payload volume (space, permissions)")                                             \
+    X(STORE_UNAVAILABLE, "Redis is unreachable", "check MFT_REDIS_URL and the Redis server")       \
+    X(BUS_UNAVAILABLE, "Kafka did not acknowledge the event",                                      \
+      "check MFT_KAFKA_BROKERS and the Kafka cluster")                                             \
+    X(CONNECT, "connection failed", "check that the peer is up and reachable")                     \
+    X(TIMEOUT, "the operation timed out", "check the peer and the network")
+
+enum mft_err_kind {
+#define MFT_ERR_ENUM_(name, msg, remedy) MFT_E_##name,
+    MFT_ERR_KINDS(MFT_ERR_ENUM_)
+#undef MFT_ERR_ENUM_
+        MFT_E__COUNT
+};
+
+struct mft_err {
+    enum mft_err_kind kind;
+    char message[256];
+    char detail[1024];
+    char remedy[256];
+};
+
+/* Returns the kind's stable name ("DECRYPT_FAILED"); never NULL. */
+const char *mft_err_kind_name(enum mft_err_kind kind);
+
+/* Returns the kind for a name, or -1 when the name is unknown. */
+int mft_err_kind_from_name(const char *name);
+
+/*
+ * Fills *err with kind, the message (printf-style; NULL = the kind's default)
+ * and the kind's default remedy. Returns -1 so callers can `return mft_err_set(...)`.
+ * err may be NULL (then nothing is written).
+ */
+int mft_err_set(struct mft_err *err, enum mft_err_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Appends printf-style text to err->detail (separated by "; "). Returns -1. */
+int mft_err_detail(struct mft_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Appends OpenSSL's error queue (and clears it) to err->detail. Returns -1. */
+int mft_err_openssl(struct mft_err *err);
+
+/* Resets *err to OK with empty strings. */
+void mft_err_clear(struct mft_err *err);
+
+#endif

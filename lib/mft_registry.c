@@ -1,0 +1,466 @@
+/*
+ * mft_registry — builds the immutable snapshot of stations and partners from
+ * the JSON records that mftctl (later certd) writes to Redis through
+ * mft_store. The record format ("stored form") is documented in docs/mftctl.md.
+ *
+ * Load parses every certificate, unwraps every private key with the master
+ * key (mft_secret, AAD = station id), checks each key against its certificate
+ * and resolves each partner's station. The snapshot is then never written
+ * again: any number of threads may read it while they hold a reference; the
+ * reference count uses atomic builtins and the last unref frees everything,
+ * wiping the in-memory PEM of the TLS key. Lookups are linear scans: a
+ * gateway has tens of partners, not millions.
+ */
+#include "mft_registry.h"
+#include "mft_secret.h"
+#include "mft_store.h"
+#include "mft_x509.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+
+#define MAX_ENCRYPTION (sizeof(((struct mft_station *)0)->encryption) / sizeof(struct mft_keypair))
+
+/* ---- freeing ---------------------------------------------------------------- */
+
+static void keypair_clear(struct mft_keypair *kp)
+{
+    X509_free(kp->cert);
+    EVP_PKEY_free(kp->key);
+    sk_X509_pop_free(kp->chain, X509_free);
+    memset(kp, 0, sizeof(*kp));
+}
+
+static void station_clear(struct mft_station *st)
+{
+    keypair_clear(&st->signing);
+    for (size_t i = 0; i < st->n_encryption && i < MAX_ENCRYPTION; i++)
+        keypair_clear(&st->encryption[i]);
+    keypair_clear(&st->tls);
+    free(st->tls_cert_pem);
+    mft_secret_free_str(st->tls_key_pem);
+    memset(st, 0, sizeof(*st));
+}
+
+static void partner_clear(struct mft_partner *p)
+{
+    X509_free(p->signing_cert);
+    X509_free(p->encryption_cert);
+    sk_X509_pop_free(p->tls_certs, X509_free);
+    sk_X509_pop_free(p->tls_cas, X509_free);
+    memset(p, 0, sizeof(*p));
+}
+
+static void registry_free(struct mft_registry *reg)
+{
+    if (!reg)
+        return;
+    for (size_t i = 0; i < reg->n_stations; i++)
+        station_clear(&reg->stations[i]);
+    for (size_t i = 0; i < reg->n_partners; i++)
+        partner_clear(&reg->partners[i]);
+    free(reg->stations);
+    free(reg->partners);
+    free(reg);
+}
+
+struct mft_registry *mft_registry_ref(struct mft_registry *reg)
+{
+    if (reg)
+        __atomic_add_fetch(&reg->refs_, 1, __ATOMIC_RELAXED);
+    return reg;
+}
+
+void mft_registry_unref(struct mft_registry *reg)
+{
+    if (reg && __atomic_sub_fetch(&reg->refs_, 1, __ATOMIC_ACQ_REL) == 0)
+        registry_free(reg);
+}
+
+/* ---- parsing ---------------------------------------------------------------- */
+
+/* Copies a required string member into a fixed buffer. */
+static int get_str(const json_t *obj, const char *name, char *buf, size_t len, const char *rec,
+                   struct mft_err *err)
+{
+    const char *s = json_string_value(json_object_get(obj, name));
+    if (!s || !*s || strlen(s) >= len) {
+        mft_err_set(err, MFT_E_CONFIG, "record %s: \"%s\" missing or too long", rec, name);
+        return -1;
+    }
+    memcpy(buf, s, strlen(s) + 1);
+    return 0;
+}
+
+static int parse_cert(const json_t *v, X509 **out, STACK_OF(X509) * *rest, const char *rec,
+                      const char *field, struct mft_err *err)
+{
+    STACK_OF(X509) *certs = NULL;
+    const char *pem = json_string_value(v);
+
+    *out = NULL;
+    if (!pem) {
+        mft_err_set(err, MFT_E_CONFIG, "record %s: %s is not a PEM string", rec, field);
+        return -1;
+    }
+    if (mft_x509_load_certs_mem(pem, strlen(pem), &certs, err) != 0) {
+        mft_err_set(err, MFT_E_CONFIG, "record %s: %s is not a certificate", rec, field);
+        return -1;
+    }
+    *out = sk_X509_shift(certs);
+    if (rest && sk_X509_num(certs) > 0) {
+        *rest = certs;
+        return 0;
+    }
+    sk_X509_pop_free(certs, X509_free);
+    return 0;
+}
+
+static int parse_cert_list(const json_t *arr, STACK_OF(X509) * *out, const char *rec,
+                           const char *field, struct mft_err *err)
+{
+    size_t i;
+    const json_t *v;
+
+    *out = sk_X509_new_null();
+    if (!*out)
+        return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+    if (!arr)
+        return 0;
+    if (!json_is_array(arr)) {
+        mft_err_set(err, MFT_E_CONFIG, "record %s: %s is not a list", rec, field);
+        return -1;
+    }
+    json_array_foreach(arr, i, v)
+    {
+        STACK_OF(X509) *certs = NULL;
+        const char *pem = json_string_value(v);
+        if (!pem || mft_x509_load_certs_mem(pem, strlen(pem), &certs, err) != 0) {
+            mft_err_set(err, MFT_E_CONFIG, "record %s: %s[%zu] is not a certificate", rec, field,
+                        i);
+            return -1;
+        }
+        X509 *x;
+        while ((x = sk_X509_shift(certs)) != NULL)
+            if (!sk_X509_push(*out, x)) {
+                X509_free(x);
+                sk_X509_pop_free(certs, X509_free);
+                return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+            }
+        sk_X509_free(certs);
+    }
+    return 0;
+}
+
+/* {"cert": PEM, "chain": PEM (optional), "key": "v1:..."} */
+static int parse_keypair(const json_t *obj, const unsigned char mk[32], const char *id,
+                         const char *field, struct mft_keypair *kp, char **key_pem,
+                         struct mft_err *err)
+{
+    int rc = -1;
+    char *plain = NULL;
+    size_t plen = 0;
+    const char *wrapped;
+    const json_t *chain;
+
+    if (!json_is_object(obj)) {
+        mft_err_set(err, MFT_E_CONFIG, "record station:%s: %s missing", id, field);
+        goto out;
+    }
+    if (parse_cert(json_object_get(obj, "cert"), &kp->cert, NULL, id, field, err) != 0)
+        goto out;
+    chain = json_object_get(obj, "chain");
+    if (chain && !json_is_null(chain)) {
+        const char *pem = json_string_value(chain);
+        if (!pem || mft_x509_load_certs_mem(pem, strlen(pem), &kp->chain, err) != 0) {
+            mft_err_set(err, MFT_E_CONFIG, "record station:%s: %s.chain is not PEM", id, field);
+            goto out;
+        }
+    }
+    wrapped = json_string_value(json_object_get(obj, "key"));
+    if (!wrapped) {
+        mft_err_set(err, MFT_E_CONFIG, "record station:%s: %s.key missing", id, field);
+        goto out;
+    }
+    if (mft_secret_unwrap(mk, id, wrapped, &plain, &plen, err) != 0) {
+        char msg[sizeof(err->message)];
+        snprintf(msg, sizeof(msg), "%s", err->message);
+        mft_err_set(err, MFT_E_CONFIG, "record station:%s: %s.key: %s", id, field, msg);
+        goto out;
+    }
+    if (mft_x509_load_key_mem(plain, plen, NULL, &kp->key, err) != 0) {
+        mft_err_set(err, MFT_E_CONFIG, "record station:%s: %s.key is not a private key", id, field);
+        goto out;
+    }
+    if (!mft_x509_key_matches_cert(kp->cert, kp->key)) {
+        mft_err_set(err, MFT_E_CONFIG, "record station:%s: %s.key does not belong to %s.cert", id,
+                    field, field);
+        goto out;
+    }
+    if (key_pem) {
+        *key_pem = plain;
+        plain = NULL;
+    }
+    rc = 0;
+out:
+    mft_secret_free(plain, plen);
+    return rc;
+}
+
+static int parse_station(const char *json, const unsigned char mk[32], struct mft_station *st,
+                         struct mft_err *err)
+{
+    int rc = -1;
+    json_error_t jerr;
+    json_t *root = json_loads(json, JSON_REJECT_DUPLICATES, &jerr);
+    const json_t *enc, *tls;
+    char rec[80];
+
+    snprintf(rec, sizeof(rec), "station:%s", st->id);
+    if (!json_is_object(root)) {
+        mft_err_set(err, MFT_E_CONFIG, "record %s is not valid JSON", rec);
+        mft_err_detail(err, "line %d: %s", jerr.line, jerr.text);
+        goto out;
+    }
+    if (get_str(root, "as2_id", st->as2_id, sizeof(st->as2_id), rec, err) != 0 ||
+        parse_keypair(json_object_get(root, "signing"), mk, st->id, "signing", &st->signing, NULL,
+                      err) != 0)
+        goto out;
+    enc = json_object_get(root, "encryption");
+    if (!json_is_array(enc) || json_array_size(enc) == 0 || json_array_size(enc) > MAX_ENCRYPTION) {
+        mft_err_set(err, MFT_E_CONFIG, "record %s: \"encryption\" must list 1..%zu keypairs", rec,
+                    MAX_ENCRYPTION);
+        goto out;
+    }
+    for (size_t i = 0; i < json_array_size(enc); i++) {
+        char field[32];
+        snprintf(field, sizeof(field), "encryption[%zu]", i);
+        st->n_encryption = i + 1;
+        if (parse_keypair(json_array_get(enc, i), mk, st->id, field, &st->encryption[i], NULL,
+                          err) != 0)
+            goto out;
+    }
+    tls = json_object_get(root, "tls");
+    if (tls && !json_is_null(tls)) {
+        if (parse_keypair(tls, mk, st->id, "tls", &st->tls, &st->tls_key_pem, err) != 0 ||
+            mft_x509_certs_to_pem(st->tls.cert, st->tls.chain, &st->tls_cert_pem, err) != 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    json_decref(root);
+    return rc;
+}
+
+static const struct {
+    const char *name;
+    enum mft_mdn_signing value;
+} mdn_signing_names[] = {
+    {"if-requested", MFT_MDN_SIGN_IF_REQUESTED},
+    {"always", MFT_MDN_SIGN_ALWAYS},
+    {"never", MFT_MDN_SIGN_NEVER},
+};
+
+static int get_bool(const json_t *root, const char *name, int def, int *out, const char *rec,
+                    struct mft_err *err)
+{
+    const json_t *v = json_object_get(root, name);
+    if (!v) {
+        *out = def;
+        return 0;
+    }
+    if (!json_is_boolean(v))
+        return mft_err_set(err, MFT_E_CONFIG, "record %s: %s is not true/false", rec, name);
+    *out = json_is_true(v);
+    return 0;
+}
+
+static int parse_partner(const char *json, struct mft_partner *p, struct mft_err *err)
+{
+    int rc = -1;
+    json_error_t jerr;
+    json_t *root = json_loads(json, JSON_REJECT_DUPLICATES, &jerr);
+    const json_t *v;
+    const char *mdn;
+    char rec[80];
+
+    snprintf(rec, sizeof(rec), "partner:%s", p->id);
+    if (!json_is_object(root)) {
+        mft_err_set(err, MFT_E_CONFIG, "record %s is not valid JSON", rec);
+        mft_err_detail(err, "line %d: %s", jerr.line, jerr.text);
+        goto out;
+    }
+    if (get_str(root, "station", p->station_id, sizeof(p->station_id), rec, err) != 0 ||
+        get_str(root, "as2_id", p->as2_id, sizeof(p->as2_id), rec, err) != 0)
+        goto out;
+    v = json_object_get(root, "signing_cert");
+    if (v && !json_is_null(v) && parse_cert(v, &p->signing_cert, NULL, rec, "signing_cert", err))
+        goto out;
+    v = json_object_get(root, "encryption_cert");
+    if (v && !json_is_null(v) &&
+        parse_cert(v, &p->encryption_cert, NULL, rec, "encryption_cert", err))
+        goto out;
+    if (parse_cert_list(json_object_get(root, "tls_client_certs"), &p->tls_certs, rec,
+                        "tls_client_certs", err) != 0 ||
+        parse_cert_list(json_object_get(root, "tls_client_cas"), &p->tls_cas, rec, "tls_client_cas",
+                        err) != 0 ||
+        get_bool(root, "require_signature", 1, &p->require_signature, rec, err) != 0 ||
+        get_bool(root, "require_encryption", 1, &p->require_encryption, rec, err) != 0)
+        goto out;
+    mdn = json_string_value(json_object_get(root, "mdn_signing"));
+    p->mdn_signing = MFT_MDN_SIGN_IF_REQUESTED;
+    if (mdn) {
+        size_t i;
+        for (i = 0; i < sizeof(mdn_signing_names) / sizeof(mdn_signing_names[0]); i++)
+            if (strcmp(mdn, mdn_signing_names[i].name) == 0)
+                break;
+        if (i == sizeof(mdn_signing_names) / sizeof(mdn_signing_names[0])) {
+            mft_err_set(err, MFT_E_CONFIG, "record %s: unknown mdn_signing \"%s\"", rec, mdn);
+            goto out;
+        }
+        p->mdn_signing = mdn_signing_names[i].value;
+    }
+    if (p->require_signature && !p->signing_cert) {
+        mft_err_set(err, MFT_E_CONFIG, "record %s: require_signature without a signing_cert", rec);
+        goto out;
+    }
+    rc = 0;
+out:
+    json_decref(root);
+    return rc;
+}
+
+/* ---- load ------------------------------------------------------------------- */
+
+static int copy_id(char *dst, size_t len, const char *id, const char *what, struct mft_err *err)
+{
+    if (strlen(id) >= len)
+        return mft_err_set(err, MFT_E_CONFIG, "%s id too long: %.80s", what, id);
+    memcpy(dst, id, strlen(id) + 1);
+    return 0;
+}
+
+int mft_registry_load(struct mft_store *store, const unsigned char master_key[32],
+                      struct mft_registry **out, struct mft_err *err)
+{
+    int rc = -1;
+    struct mft_registry *reg = NULL;
+    char **ids = NULL, *json = NULL;
+    size_t n = 0;
+
+    *out = NULL;
+    reg = calloc(1, sizeof(*reg));
+    if (!reg) {
+        mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+        goto out;
+    }
+    reg->refs_ = 1;
+    /* version first: a write during the load shows up as a newer version */
+    if (mft_store_config_version(store, &reg->version, err) != 0)
+        goto out;
+
+    if (mft_store_list_stations(store, &ids, &n, err) != 0)
+        goto out;
+    reg->stations = calloc(n ? n : 1, sizeof(*reg->stations));
+    if (!reg->stations) {
+        mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct mft_station *st = &reg->stations[reg->n_stations];
+        int r = mft_store_get_station(store, ids[i], &json, err);
+        if (r < 0)
+            goto out;
+        if (r == 1)
+            continue; /* listed but deleted meanwhile */
+        reg->n_stations++;
+        if (copy_id(st->id, sizeof(st->id), ids[i], "station", err) != 0 ||
+            parse_station(json, master_key, st, err) != 0)
+            goto out;
+        free(json);
+        json = NULL;
+    }
+    mft_store_free_list(ids, n);
+    ids = NULL;
+
+    if (mft_store_list_partners(store, &ids, &n, err) != 0)
+        goto out;
+    reg->partners = calloc(n ? n : 1, sizeof(*reg->partners));
+    if (!reg->partners) {
+        mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct mft_partner *p = &reg->partners[reg->n_partners];
+        int r = mft_store_get_partner(store, ids[i], &json, err);
+        if (r < 0)
+            goto out;
+        if (r == 1)
+            continue;
+        reg->n_partners++;
+        if (copy_id(p->id, sizeof(p->id), ids[i], "partner", err) != 0 ||
+            parse_partner(json, p, err) != 0)
+            goto out;
+        free(json);
+        json = NULL;
+        for (size_t s = 0; s < reg->n_stations && !p->station; s++)
+            if (strcmp(reg->stations[s].id, p->station_id) == 0)
+                p->station = &reg->stations[s];
+        if (!p->station) {
+            mft_err_set(err, MFT_E_CONFIG, "record partner:%s: station \"%s\" does not exist",
+                        p->id, p->station_id);
+            goto out;
+        }
+    }
+    *out = reg;
+    reg = NULL;
+    rc = 0;
+out:
+    if (rc != 0 && err && err->detail[0] == '\0' && ERR_peek_error())
+        mft_err_openssl(err);
+    ERR_clear_error();
+    free(json);
+    mft_store_free_list(ids, n);
+    registry_free(reg);
+    return rc;
+}
+
+/* ---- lookups ---------------------------------------------------------------- */
+
+const struct mft_station *mft_registry_station_by_as2(const struct mft_registry *reg,
+                                                      const char *as2_id)
+{
+    if (!reg || !as2_id)
+        return NULL;
+    for (size_t i = 0; i < reg->n_stations; i++)
+        if (strcmp(reg->stations[i].as2_id, as2_id) == 0)
+            return &reg->stations[i];
+    return NULL;
+}
+
+const struct mft_partner *mft_registry_partner_by_as2(const struct mft_registry *reg,
+                                                      const struct mft_station *st,
+                                                      const char *as2_id)
+{
+    if (!reg || !as2_id)
+        return NULL;
+    for (size_t i = 0; i < reg->n_partners; i++) {
+        const struct mft_partner *p = &reg->partners[i];
+        if ((!st || p->station == st) && strcmp(p->as2_id, as2_id) == 0)
+            return p;
+    }
+    return NULL;
+}
+
+const struct mft_partner *mft_registry_partner(const struct mft_registry *reg, const char *id)
+{
+    if (!reg || !id)
+        return NULL;
+    for (size_t i = 0; i < reg->n_partners; i++)
+        if (strcmp(reg->partners[i].id, id) == 0)
+            return &reg->partners[i];
+    return NULL;
+}

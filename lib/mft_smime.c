@@ -1,0 +1,805 @@
+/*
+ * mft_smime — the CMS operations AS2 needs, over byte buffers, with OpenSSL 3:
+ * decrypt EnvelopedData / AuthEnvelopedData with the recipient chosen by its
+ * RecipientInfo, verify a detached SignedData over exact bytes against one
+ * trusted signer certificate, sign detached (MDNs), and unwrap RFC 3274
+ * CompressedData with zlib (Debian's OpenSSL is built without zlib).
+ *
+ * The content-encryption and compression algorithms are read with a small
+ * bounded BER walker (OpenSSL has no public accessor for them), so refused
+ * algorithms (RC2, RC4, DES...) are named before any key is used.
+ *
+ * Callers: mft_as2 (receive), the MDN code (sign / verify). Keys and
+ * certificates are borrowed; every output buffer is malloc'd and owned by the
+ * caller. No shared state: thread-safe as OpenSSL 3 itself.
+ */
+#include "mft_smime.h"
+
+#include <openssl/bn.h>
+#include <openssl/cms.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/x509.h>
+#include <zlib.h>
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- digest names ------------------------------------------------------- */
+
+static const struct {
+    const char *key; /* lower-cased, without '-' and '_' */
+    const char *ossl;
+    const char *rfc;
+} digest_names[] = {
+    {"sha1", "SHA1", "sha-1"},        {"sha224", "SHA224", "sha-224"},
+    {"sha256", "SHA256", "sha-256"},  {"sha384", "SHA384", "sha-384"},
+    {"sha512", "SHA512", "sha-512"},  {"md5", "MD5", "md5"},
+    {"sha2256", "SHA256", "sha-256"}, {"sha2384", "SHA384", "sha-384"},
+    {"sha2512", "SHA512", "sha-512"},
+};
+
+int mft_smime_digest_name(const char *any, const char **ossl, const char **rfc)
+{
+    char key[16];
+    size_t n = 0;
+
+    if (!any)
+        return -1;
+    while (*any == ' ' || *any == '\t' || *any == '"')
+        any++;
+    for (; *any && *any != '"' && *any != ' ' && *any != '\t'; any++) {
+        if (*any == '-' || *any == '_')
+            continue;
+        if (n + 1 >= sizeof(key))
+            return -1;
+        key[n++] = (char)tolower((unsigned char)*any);
+    }
+    key[n] = '\0';
+    for (size_t i = 0; i < sizeof(digest_names) / sizeof(digest_names[0]); i++) {
+        if (strcmp(digest_names[i].key, key) == 0) {
+            if (ossl)
+                *ossl = digest_names[i].ossl;
+            if (rfc)
+                *rfc = digest_names[i].rfc;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int mft_smime_digest_b64(const char *ossl_md, const unsigned char *data, size_t len, char *out,
+                         size_t outlen, struct mft_err *err)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_MD *alg = NULL;
+    int rc = -1;
+
+    alg = ossl_md ? EVP_MD_fetch(NULL, ossl_md, NULL) : NULL;
+    if (!alg) {
+        mft_err_set(err, MFT_E_ALGORITHM_REFUSED, "unknown digest algorithm %s",
+                    ossl_md ? ossl_md : "(none)");
+        mft_err_openssl(err);
+        goto out;
+    }
+    if (!EVP_Digest(data, len, md, &mdlen, alg, NULL)) {
+        mft_err_set(err, MFT_E_INTERNAL, "digest %s failed", ossl_md);
+        mft_err_openssl(err);
+        goto out;
+    }
+    if (outlen < 4 * ((mdlen + 2) / 3) + 1) {
+        mft_err_set(err, MFT_E_INTERNAL, "digest output buffer too small");
+        goto out;
+    }
+    EVP_EncodeBlock((unsigned char *)out, md, (int)mdlen);
+    rc = 0;
+out:
+    EVP_MD_free(alg);
+    return rc;
+}
+
+/* ---- a bounded BER walker (definite and indefinite lengths) -------------- */
+
+#define BER_MAX_DEPTH 32
+
+struct ber_tlv {
+    unsigned char id;         /* first identifier octet */
+    const unsigned char *raw; /* identifier octet onwards */
+    const unsigned char *content;
+    size_t content_len; /* excludes the end-of-contents octets */
+    size_t total;       /* identifier + length + content (+ EOC) */
+};
+
+static int ber_read(const unsigned char *p, size_t len, struct ber_tlv *t, int depth)
+{
+    size_t i = 1, clen = 0;
+
+    if (depth > BER_MAX_DEPTH || len < 2)
+        return -1;
+    t->id = p[0];
+    t->raw = p;
+    if ((p[0] & 0x1f) == 0x1f) { /* high tag number form */
+        int n = 0;
+        while (i < len && (p[i] & 0x80)) {
+            if (++n > 4)
+                return -1;
+            i++;
+        }
+        i++;
+    }
+    if (i >= len)
+        return -1;
+    unsigned char l = p[i++];
+    if (l == 0x80) { /* indefinite: constructed only; children up to EOC */
+        if (!(t->id & 0x20))
+            return -1;
+        size_t off = i;
+        for (;;) {
+            if (len - off < 2)
+                return -1;
+            if (p[off] == 0 && p[off + 1] == 0)
+                break;
+            struct ber_tlv child;
+            if (ber_read(p + off, len - off, &child, depth + 1) < 0)
+                return -1;
+            off += child.total;
+        }
+        t->content = p + i;
+        t->content_len = off - i;
+        t->total = off + 2;
+        return 0;
+    }
+    if (l < 0x80) {
+        clen = l;
+    } else {
+        size_t n = l & 0x7f;
+        if (n > 4 || n == 0 || len - i < n)
+            return -1;
+        for (size_t k = 0; k < n; k++)
+            clen = (clen << 8) | p[i++];
+    }
+    if (clen > len - i)
+        return -1;
+    t->content = p + i;
+    t->content_len = clen;
+    t->total = i + clen;
+    return 0;
+}
+
+/* Reads the child TLV at *off inside parent's content; advances *off. */
+static int ber_next(const struct ber_tlv *parent, size_t *off, struct ber_tlv *child)
+{
+    if (*off >= parent->content_len)
+        return -1;
+    if (ber_read(parent->content + *off, parent->content_len - *off, child, 1) < 0)
+        return -1;
+    *off += child->total;
+    return 0;
+}
+
+/* Converts an OID TLV to an ASN1_OBJECT (caller frees), or NULL. */
+static ASN1_OBJECT *ber_oid(const struct ber_tlv *t)
+{
+    const unsigned char *p = t->raw;
+    if (t->id != 0x06)
+        return NULL;
+    return d2i_ASN1_OBJECT(NULL, &p, (long)t->total);
+}
+
+/*
+ * Finds the AlgorithmIdentifier OID of the content-encryption algorithm of an
+ * (Auth)EnvelopedData, or of the compression algorithm of a CompressedData.
+ * ContentInfo ::= SEQ { OID, [0] EXPLICIT inner SEQ { ... } }.
+ */
+static ASN1_OBJECT *cms_inner_alg(const unsigned char *der, size_t len, int compressed)
+{
+    struct ber_tlv ci, oid, c0, inner, x;
+    size_t off = 0, ioff = 0;
+
+    if (ber_read(der, len, &ci, 0) < 0 || ci.id != 0x30)
+        return NULL;
+    if (ber_next(&ci, &off, &oid) < 0 || oid.id != 0x06)
+        return NULL;
+    if (ber_next(&ci, &off, &c0) < 0 || c0.id != 0xa0)
+        return NULL;
+    if (ber_next(&c0, &ioff, &inner) < 0 || inner.id != 0x30)
+        return NULL;
+    off = 0;
+    if (ber_next(&inner, &off, &x) < 0 || x.id != 0x02) /* version */
+        return NULL;
+    if (compressed) {
+        /* CompressedData: version, compressionAlgorithm, encapContentInfo */
+        struct ber_tlv alg, aoid;
+        size_t aoff = 0;
+        if (ber_next(&inner, &off, &alg) < 0 || alg.id != 0x30)
+            return NULL;
+        if (ber_next(&alg, &aoff, &aoid) < 0)
+            return NULL;
+        return ber_oid(&aoid);
+    }
+    /* version, [0] originatorInfo OPTIONAL, recipientInfos SET, (auth)encryptedContentInfo */
+    do {
+        if (ber_next(&inner, &off, &x) < 0)
+            return NULL;
+    } while (x.id == 0xa0 || x.id == 0x31);
+    if (x.id != 0x30)
+        return NULL;
+    struct ber_tlv ctype, alg, aoid;
+    size_t eoff = 0, aoff = 0;
+    if (ber_next(&x, &eoff, &ctype) < 0 || ctype.id != 0x06)
+        return NULL;
+    if (ber_next(&x, &eoff, &alg) < 0 || alg.id != 0x30)
+        return NULL;
+    if (ber_next(&alg, &aoff, &aoid) < 0)
+        return NULL;
+    return ber_oid(&aoid);
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static void name_str(const X509_NAME *name, char *out, size_t outlen)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    char *p = NULL;
+    long n;
+
+    out[0] = '\0';
+    if (!b)
+        return;
+    if (name && X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253) >= 0) {
+        n = BIO_get_mem_data(b, &p);
+        if (n > 0 && p) {
+            size_t k = (size_t)n < outlen - 1 ? (size_t)n : outlen - 1;
+            memcpy(out, p, k);
+            out[k] = '\0';
+        }
+    }
+    BIO_free(b);
+}
+
+static void serial_str(const ASN1_INTEGER *sn, char *out, size_t outlen)
+{
+    BIGNUM *bn = sn ? ASN1_INTEGER_to_BN(sn, NULL) : NULL;
+    char *hex = bn ? BN_bn2hex(bn) : NULL;
+    snprintf(out, outlen, "%s", hex ? hex : "?");
+    OPENSSL_free(hex);
+    BN_free(bn);
+}
+
+static void hex_str(const ASN1_OCTET_STRING *os, char *out, size_t outlen)
+{
+    size_t k = 0;
+    out[0] = '\0';
+    if (!os)
+        return;
+    for (int i = 0; i < ASN1_STRING_length(os) && k + 3 < outlen; i++)
+        k += (size_t)snprintf(out + k, outlen - k, "%02X", ASN1_STRING_get0_data(os)[i]);
+}
+
+/* "issuer=... serial=..." or "subjectKeyIdentifier=..." of a CMS signer/recipient id. */
+static void id_str(const ASN1_OCTET_STRING *keyid, const X509_NAME *issuer, const ASN1_INTEGER *sno,
+                   char *out, size_t outlen)
+{
+    char a[300], b[80];
+    if (keyid) {
+        hex_str(keyid, b, sizeof(b));
+        snprintf(out, outlen, "subjectKeyIdentifier=%s", b);
+        return;
+    }
+    name_str(issuer, a, sizeof(a));
+    serial_str(sno, b, sizeof(b));
+    snprintf(out, outlen, "issuer=\"%s\" serial=%s", a, b);
+}
+
+static void cert_str(X509 *x, char *out, size_t outlen)
+{
+    char s[300], i[300], sn[80];
+    if (!x) {
+        snprintf(out, outlen, "(none)");
+        return;
+    }
+    name_str(X509_get_subject_name(x), s, sizeof(s));
+    name_str(X509_get_issuer_name(x), i, sizeof(i));
+    serial_str(X509_get0_serialNumber(x), sn, sizeof(sn));
+    snprintf(out, outlen, "subject=\"%s\" issuer=\"%s\" serial=%s", s, i, sn);
+}
+
+/* Like mft_err_openssl, and reports whether a CMS content-digest error was seen. */
+static void openssl_detail(struct mft_err *err, int *content_mismatch)
+{
+    unsigned long e;
+    const char *file, *func, *data;
+    int line, flags;
+    while ((e = ERR_get_error_all(&file, &line, &func, &data, &flags)) != 0) {
+        char buf[256];
+        if (content_mismatch && ERR_GET_LIB(e) == ERR_LIB_CMS &&
+            ERR_GET_REASON(e) == CMS_R_CONTENT_VERIFY_ERROR)
+            *content_mismatch = 1;
+        ERR_error_string_n(e, buf, sizeof(buf));
+        if ((flags & ERR_TXT_STRING) && data && *data)
+            mft_err_detail(err, "%s (%s)", buf, data);
+        else
+            mft_err_detail(err, "%s", buf);
+    }
+}
+
+/* Copies a memory BIO into a fresh malloc'd buffer (at least 1 byte allocated). */
+static int bio_take(BIO *b, unsigned char **out, size_t *out_len)
+{
+    char *p = NULL;
+    long n = BIO_get_mem_data(b, &p);
+    if (n < 0)
+        return -1;
+    *out = malloc((size_t)n + 1);
+    if (!*out)
+        return -1;
+    if (n > 0)
+        memcpy(*out, p, (size_t)n);
+    (*out)[n] = '\0';
+    *out_len = (size_t)n;
+    return 0;
+}
+
+static CMS_ContentInfo *cms_parse(const unsigned char *der, size_t len, struct mft_err *err)
+{
+    const unsigned char *p = der;
+    CMS_ContentInfo *cms;
+    if (!der || len == 0 || len > 0x7fffffff) {
+        mft_err_set(err, MFT_E_MALFORMED_MESSAGE, "the CMS structure is empty or too large");
+        return NULL;
+    }
+    cms = d2i_CMS_ContentInfo(NULL, &p, (long)len);
+    if (!cms) {
+        mft_err_set(err, MFT_E_MALFORMED_MESSAGE,
+                    "the S/MIME content is not a valid CMS structure");
+        mft_err_openssl(err);
+    }
+    return cms;
+}
+
+/* ---- decrypt -------------------------------------------------------------- */
+
+static const struct {
+    int nid;
+    const char *name;
+    int allowed;
+} ciphers[] = {
+    {NID_aes_128_cbc, "aes-128-cbc", 1},
+    {NID_aes_192_cbc, "aes-192-cbc", 1},
+    {NID_aes_256_cbc, "aes-256-cbc", 1},
+    {NID_des_ede3_cbc, "des-ede3-cbc", 1},
+    {NID_aes_128_gcm, "aes-128-gcm", 1},
+    {NID_aes_192_gcm, "aes-192-gcm", 1},
+    {NID_aes_256_gcm, "aes-256-gcm", 1},
+    {NID_rc2_cbc, "rc2-cbc", 0},
+    {NID_rc4, "rc4", 0},
+    {NID_des_cbc, "des-cbc", 0},
+};
+
+int mft_smime_decrypt(const unsigned char *der, size_t len, const struct mft_keypair *keys,
+                      size_t n_keys, struct mft_smime_decrypted *out, struct mft_err *err)
+{
+    CMS_ContentInfo *cms = NULL;
+    ASN1_OBJECT *calg = NULL;
+    BIO *bout = NULL;
+    char recips[640] = "", ours[640] = "", tmp[400];
+    const char *cname = NULL;
+    int allowed = 0, matched = 0, tried = 0, rc = -1;
+
+    memset(out, 0, sizeof(*out));
+    if (!(cms = cms_parse(der, len, err)))
+        goto out;
+    int nid = OBJ_obj2nid(CMS_get0_type(cms));
+    if (nid != NID_pkcs7_enveloped && nid != NID_id_smime_ct_authEnvelopedData) {
+        mft_err_set(err, MFT_E_MALFORMED_MESSAGE,
+                    "the encrypted part is a CMS %s, not EnvelopedData", OBJ_nid2sn(nid));
+        goto out;
+    }
+    if (!(calg = cms_inner_alg(der, len, 0))) {
+        mft_err_set(err, MFT_E_MALFORMED_MESSAGE,
+                    "cannot read the content-encryption algorithm of the EnvelopedData");
+        goto out;
+    }
+    int cnid = OBJ_obj2nid(calg);
+    for (size_t i = 0; i < sizeof(ciphers) / sizeof(ciphers[0]); i++)
+        if (ciphers[i].nid == cnid) {
+            cname = ciphers[i].name;
+            allowed = ciphers[i].allowed;
+        }
+    if (!allowed) {
+        char oid[80];
+        OBJ_obj2txt(oid, sizeof(oid), calg, 1);
+        mft_err_set(err, MFT_E_ALGORITHM_REFUSED,
+                    "the message is encrypted with %s, which is refused",
+                    cname ? cname : (cnid != NID_undef ? OBJ_nid2sn(cnid) : oid));
+        mft_err_detail(err, "content-encryption algorithm %s (%s)",
+                       cnid != NID_undef ? OBJ_nid2ln(cnid) : "unknown", oid);
+        goto out;
+    }
+    snprintf(out->cipher, sizeof(out->cipher), "%s", cname);
+
+    STACK_OF(CMS_RecipientInfo) *ris = CMS_get0_RecipientInfos(cms);
+    for (int i = 0; i < sk_CMS_RecipientInfo_num(ris) && !matched; i++) {
+        CMS_RecipientInfo *ri = sk_CMS_RecipientInfo_value(ris, i);
+        ASN1_OCTET_STRING *keyid = NULL;
+        X509_NAME *issuer = NULL;
+        ASN1_INTEGER *sno = NULL;
+        if (CMS_RecipientInfo_type(ri) != CMS_RECIPINFO_TRANS) {
+            snprintf(tmp, sizeof(tmp), "(recipient of type %d, not key transport)",
+                     CMS_RecipientInfo_type(ri));
+        } else {
+            CMS_RecipientInfo_ktri_get0_signer_id(ri, &keyid, &issuer, &sno);
+            id_str(keyid, issuer, sno, tmp, sizeof(tmp));
+        }
+        size_t rl = strlen(recips);
+        snprintf(recips + rl, sizeof(recips) - rl, "%s%s", rl ? ", " : "", tmp);
+        if (CMS_RecipientInfo_type(ri) != CMS_RECIPINFO_TRANS)
+            continue;
+        for (size_t k = 0; k < n_keys && !matched; k++) {
+            if (!keys[k].cert || !keys[k].key || CMS_RecipientInfo_ktri_cert_cmp(ri, keys[k].cert))
+                continue;
+            X509_ALGOR *palg = NULL;
+            CMS_RecipientInfo_ktri_get0_algs(ri, NULL, NULL, &palg);
+            int knid = palg ? OBJ_obj2nid(palg->algorithm) : NID_undef;
+            snprintf(out->key_transport, sizeof(out->key_transport), "%s",
+                     knid == NID_rsaEncryption ? "rsaes-pkcs1-v1_5"
+                     : knid == NID_rsaesOaep   ? "rsaes-oaep"
+                                               : OBJ_nid2sn(knid));
+            tried++;
+            EVP_PKEY_up_ref(keys[k].key);
+            CMS_RecipientInfo_set0_pkey(ri, keys[k].key);
+            if (CMS_RecipientInfo_decrypt(cms, ri) > 0)
+                matched = 1;
+            CMS_RecipientInfo_set0_pkey(ri, NULL); /* drops our reference */
+        }
+    }
+    if (!matched) {
+        for (size_t k = 0; k < n_keys; k++) {
+            size_t ol = strlen(ours);
+            cert_str(keys[k].cert, tmp, sizeof(tmp));
+            snprintf(ours + ol, sizeof(ours) - ol, "%s%s", ol ? ", " : "", tmp);
+        }
+        if (tried)
+            mft_err_set(err, MFT_E_DECRYPT_FAILED,
+                        "the content-encryption key could not be decrypted with our private key");
+        else
+            mft_err_set(err, MFT_E_DECRYPT_FAILED,
+                        "the message is encrypted for a certificate this station does not hold");
+        mft_err_detail(err, "encrypted for: %s", recips[0] ? recips : "(no recipient)");
+        mft_err_detail(err, "our encryption certificates: %s", ours[0] ? ours : "(none)");
+        mft_err_openssl(err);
+        goto out;
+    }
+    if (!(bout = BIO_new(BIO_s_mem())))
+        goto nomem;
+    if (!CMS_decrypt(cms, NULL, NULL, NULL, bout, 0)) {
+        mft_err_set(err, MFT_E_DECRYPT_FAILED,
+                    "the content could not be decrypted (%s): wrong key or corrupted message",
+                    out->cipher);
+        mft_err_openssl(err);
+        goto out;
+    }
+    if (bio_take(bout, &out->data, &out->len) < 0)
+        goto nomem;
+    rc = 0;
+    goto out;
+nomem:
+    mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+out:
+    ERR_clear_error();
+    BIO_free(bout);
+    ASN1_OBJECT_free(calg);
+    CMS_ContentInfo_free(cms);
+    return rc;
+}
+
+/* ---- verify / sign -------------------------------------------------------- */
+
+int mft_smime_verify_detached(const unsigned char *data, size_t len, const unsigned char *sig,
+                              size_t sig_len, X509 *signer, struct mft_smime_verified *out,
+                              struct mft_err *err)
+{
+    CMS_ContentInfo *cms = NULL;
+    STACK_OF(X509) *certs = NULL;
+    BIO *dbio = NULL;
+    char a[400], b[400];
+    int rc = -1;
+
+    if (out)
+        memset(out, 0, sizeof(*out));
+    if (!signer) {
+        mft_err_set(
+            err, MFT_E_SIGNATURE_INVALID,
+            "the message is signed but no signing certificate is registered for the partner");
+        goto out;
+    }
+    if (!(cms = cms_parse(sig, sig_len, err)))
+        goto out;
+    if (OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_signed) {
+        mft_err_set(err, MFT_E_MALFORMED_MESSAGE, "the signature part is a CMS %s, not SignedData",
+                    OBJ_nid2sn(OBJ_obj2nid(CMS_get0_type(cms))));
+        goto out;
+    }
+    STACK_OF(CMS_SignerInfo) *sis = CMS_get0_SignerInfos(cms);
+    if (sk_CMS_SignerInfo_num(sis) <= 0) {
+        mft_err_set(err, MFT_E_MALFORMED_MESSAGE, "the SignedData has no SignerInfo");
+        goto out;
+    }
+    for (int i = 0; i < sk_CMS_SignerInfo_num(sis); i++) {
+        CMS_SignerInfo *si = sk_CMS_SignerInfo_value(sis, i);
+        X509_ALGOR *dig = NULL, *salg = NULL;
+        CMS_SignerInfo_get0_algs(si, NULL, NULL, &dig, &salg);
+        int dnid = dig ? OBJ_obj2nid(dig->algorithm) : NID_undef;
+        int snid = salg ? OBJ_obj2nid(salg->algorithm) : NID_undef;
+        if (dnid == NID_md5 || dnid == NID_undef) {
+            mft_err_set(err, MFT_E_ALGORITHM_REFUSED,
+                        "the signature uses digest %s, which is refused",
+                        dnid == NID_undef ? "(unknown)" : "md5");
+            goto out;
+        }
+        if (out && i == 0) {
+            snprintf(out->digest, sizeof(out->digest), "%s", OBJ_nid2sn(dnid));
+            const char *sn = OBJ_nid2sn(snid);
+            int hnid = NID_undef, pknid = snid;
+            if (snid != NID_rsassaPss)
+                OBJ_find_sigid_algs(snid, &hnid, &pknid); /* sha256WithRSAEncryption ... */
+            if (pknid == NID_rsaEncryption)
+                sn = "rsaEncryption";
+            else if (pknid == NID_rsassaPss)
+                sn = "RSASSA-PSS";
+            else if (pknid == NID_X9_62_id_ecPublicKey)
+                sn = "ecdsa";
+            snprintf(out->sig_alg, sizeof(out->sig_alg), "%s", sn ? sn : "unknown");
+        }
+        if (CMS_SignerInfo_cert_cmp(si, signer) != 0) {
+            ASN1_OCTET_STRING *keyid = NULL;
+            X509_NAME *issuer = NULL;
+            ASN1_INTEGER *sno = NULL;
+            CMS_SignerInfo_get0_signer_id(si, &keyid, &issuer, &sno);
+            id_str(keyid, issuer, sno, a, sizeof(a));
+            cert_str(signer, b, sizeof(b));
+            mft_err_set(err, MFT_E_SIGNATURE_INVALID,
+                        "the message is signed by a certificate other than the partner's");
+            mft_err_detail(err, "signed by: %s", a);
+            mft_err_detail(err, "partner signing certificate: %s", b);
+            goto out;
+        }
+    }
+    if (len > 0x7fffffff) {
+        mft_err_set(err, MFT_E_MALFORMED_MESSAGE, "the signed content is too large");
+        goto out;
+    }
+    if (!(certs = sk_X509_new_null()) || !sk_X509_push(certs, signer))
+        goto nomem;
+    if (!(dbio = BIO_new_mem_buf(data ? (const void *)data : "", (int)len)))
+        goto nomem;
+    ERR_clear_error();
+    if (CMS_verify(cms, certs, NULL, dbio, NULL,
+                   CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY | CMS_NOINTERN) <= 0) {
+        int mismatch = 0;
+        mft_err_set(err, MFT_E_SIGNATURE_INVALID, "the message signature does not verify");
+        openssl_detail(err, &mismatch);
+        if (mismatch && err) {
+            snprintf(err->message, sizeof(err->message), "%s",
+                     "the signed content does not match the signature's digest");
+            mft_err_detail(err, "%s", MFT_SMIME_DIGEST_MISMATCH);
+        }
+        cert_str(signer, b, sizeof(b));
+        mft_err_detail(err, "partner signing certificate: %s", b);
+        goto out;
+    }
+    rc = 0;
+    goto out;
+nomem:
+    mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+out:
+    ERR_clear_error();
+    BIO_free(dbio);
+    sk_X509_free(certs); /* signer is borrowed */
+    CMS_ContentInfo_free(cms);
+    return rc;
+}
+
+int mft_smime_sign_detached(const unsigned char *data, size_t len, const struct mft_keypair *kp,
+                            const char *ossl_md, unsigned char **der, size_t *der_len,
+                            struct mft_err *err)
+{
+    CMS_ContentInfo *cms = NULL;
+    EVP_MD *md = NULL;
+    BIO *dbio = NULL;
+    unsigned char *buf = NULL, *p;
+    int rc = -1, n;
+    const unsigned int flags = CMS_DETACHED | CMS_BINARY | CMS_PARTIAL;
+
+    *der = NULL;
+    *der_len = 0;
+    if (len > 0x7fffffff) {
+        mft_err_set(err, MFT_E_INTERNAL, "the content to sign is too large");
+        goto out;
+    }
+    if (!kp || !kp->cert || !kp->key) {
+        mft_err_set(err, MFT_E_CONFIG, "no signing certificate and key to sign with");
+        goto out;
+    }
+    if (!(md = EVP_MD_fetch(NULL, ossl_md ? ossl_md : "SHA256", NULL))) {
+        mft_err_set(err, MFT_E_ALGORITHM_REFUSED, "unknown digest %s", ossl_md);
+        mft_err_openssl(err);
+        goto out;
+    }
+    if (!(cms = CMS_sign(NULL, NULL, NULL, NULL, flags)) ||
+        !CMS_add1_signer(cms, kp->cert, kp->key, md, CMS_BINARY)) {
+        mft_err_set(err, MFT_E_INTERNAL, "cannot create the CMS signature");
+        mft_err_openssl(err);
+        goto out;
+    }
+    for (int i = 0; kp->chain && i < sk_X509_num(kp->chain); i++)
+        if (!CMS_add1_cert(cms, sk_X509_value(kp->chain, i))) {
+            mft_err_set(err, MFT_E_INTERNAL, "cannot add the chain to the signature");
+            mft_err_openssl(err);
+            goto out;
+        }
+    if (!(dbio = BIO_new_mem_buf(data ? (const void *)data : "", (int)len)))
+        goto nomem;
+    if (!CMS_final(cms, dbio, NULL, CMS_DETACHED | CMS_BINARY)) {
+        mft_err_set(err, MFT_E_INTERNAL, "signing failed");
+        mft_err_openssl(err);
+        goto out;
+    }
+    if ((n = i2d_CMS_ContentInfo(cms, NULL)) <= 0 || !(buf = malloc((size_t)n)))
+        goto nomem;
+    p = buf;
+    if (i2d_CMS_ContentInfo(cms, &p) != n)
+        goto nomem;
+    *der = buf;
+    *der_len = (size_t)n;
+    buf = NULL;
+    rc = 0;
+    goto out;
+nomem:
+    mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+    mft_err_openssl(err);
+out:
+    ERR_clear_error();
+    free(buf);
+    BIO_free(dbio);
+    CMS_ContentInfo_free(cms);
+    EVP_MD_free(md);
+    return rc;
+}
+
+/* ---- uncompress ----------------------------------------------------------- */
+
+#define INFLATE_FREE_BYTES (1u << 20) /* below this, no ratio check */
+#define INFLATE_MAX_RATIO 1000u
+
+static int zlib_header(const unsigned char *p, size_t n)
+{
+    return n >= 2 && (p[0] & 0x0f) == 8 && (p[0] >> 4) <= 7 && ((p[0] << 8) | p[1]) % 31 == 0;
+}
+
+static int inflate_bounded(const unsigned char *in, size_t in_len, size_t max_out,
+                           unsigned char **out, size_t *out_len, struct mft_err *err)
+{
+    z_stream zs;
+    unsigned char *buf = NULL;
+    size_t cap = 0, used = 0;
+    int zrc = Z_OK, rc = -1, inited = 0;
+
+    memset(&zs, 0, sizeof(zs));
+    if (inflateInit2(&zs, zlib_header(in, in_len) ? 15 : -15) != Z_OK) {
+        mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+        goto out;
+    }
+    inited = 1;
+    zs.next_in = (unsigned char *)in;
+    size_t in_left = in_len;
+    while (zrc != Z_STREAM_END) {
+        if (used == cap) {
+            if (cap >= max_out) {
+                mft_err_set(err, MFT_E_DECOMPRESS_FAILED,
+                            "the decompressed content exceeds the limit of %zu bytes", max_out);
+                goto out;
+            }
+            size_t ncap = cap ? cap * 2 : (in_len * 4 > 65536 ? in_len * 4 : 65536);
+            if (ncap > max_out)
+                ncap = max_out;
+            unsigned char *nb = realloc(buf, ncap + 1);
+            if (!nb) {
+                mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+                goto out;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        if (zs.avail_in == 0) {
+            uInt chunk = in_left > (1u << 30) ? (1u << 30) : (uInt)in_left;
+            zs.avail_in = chunk;
+            in_left -= chunk;
+        }
+        size_t room = cap - used;
+        zs.next_out = buf + used;
+        zs.avail_out = room > (1u << 30) ? (1u << 30) : (uInt)room;
+        uInt before = zs.avail_out;
+        zrc = inflate(&zs, Z_NO_FLUSH);
+        used += before - zs.avail_out;
+        if (zrc == Z_BUF_ERROR && zs.avail_in == 0 && in_left == 0) {
+            mft_err_set(err, MFT_E_DECOMPRESS_FAILED, "the compressed stream is truncated");
+            goto out;
+        }
+        if (zrc != Z_OK && zrc != Z_STREAM_END && zrc != Z_BUF_ERROR) {
+            mft_err_set(err, MFT_E_DECOMPRESS_FAILED, "the compressed stream is corrupt");
+            mft_err_detail(err, "zlib: %s", zs.msg ? zs.msg : zError(zrc));
+            goto out;
+        }
+        size_t consumed = in_len - in_left - zs.avail_in;
+        if (used > INFLATE_FREE_BYTES && used / INFLATE_MAX_RATIO > consumed) {
+            mft_err_set(err, MFT_E_DECOMPRESS_FAILED,
+                        "the compression ratio exceeds %u:1 (decompression bomb?)",
+                        INFLATE_MAX_RATIO);
+            mft_err_detail(err, "%zu bytes inflated from %zu", used, consumed);
+            goto out;
+        }
+    }
+    if (!buf && !(buf = malloc(1))) {
+        mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+        goto out;
+    }
+    buf[used] = '\0';
+    *out = buf;
+    *out_len = used;
+    buf = NULL;
+    rc = 0;
+out:
+    if (inited)
+        inflateEnd(&zs);
+    free(buf);
+    return rc;
+}
+
+int mft_smime_uncompress(const unsigned char *der, size_t len, size_t max_out, unsigned char **out,
+                         size_t *out_len, struct mft_err *err)
+{
+    CMS_ContentInfo *cms = NULL;
+    ASN1_OBJECT *alg = NULL;
+    int rc = -1;
+
+    *out = NULL;
+    *out_len = 0;
+    if (!(cms = cms_parse(der, len, err))) {
+        if (err)
+            err->kind = MFT_E_DECOMPRESS_FAILED;
+        goto out;
+    }
+    if (OBJ_obj2nid(CMS_get0_type(cms)) != NID_id_smime_ct_compressedData) {
+        mft_err_set(err, MFT_E_DECOMPRESS_FAILED,
+                    "the compressed part is a CMS %s, not CompressedData",
+                    OBJ_nid2sn(OBJ_obj2nid(CMS_get0_type(cms))));
+        goto out;
+    }
+    if (!(alg = cms_inner_alg(der, len, 1))) {
+        mft_err_set(err, MFT_E_DECOMPRESS_FAILED,
+                    "cannot read the compression algorithm of the CompressedData");
+        goto out;
+    }
+    if (OBJ_obj2nid(alg) != NID_zlib_compression) {
+        char oid[80];
+        OBJ_obj2txt(oid, sizeof(oid), alg, 1);
+        mft_err_set(err, MFT_E_DECOMPRESS_FAILED, "unsupported compression algorithm %s", oid);
+        goto out;
+    }
+    ASN1_OCTET_STRING **pos = CMS_get0_content(cms);
+    if (!pos || !*pos) {
+        mft_err_set(err, MFT_E_DECOMPRESS_FAILED, "the CompressedData has no content");
+        goto out;
+    }
+    rc = inflate_bounded(ASN1_STRING_get0_data(*pos), (size_t)ASN1_STRING_length(*pos), max_out,
+                         out, out_len, err);
+out:
+    ERR_clear_error();
+    ASN1_OBJECT_free(alg);
+    CMS_ContentInfo_free(cms);
+    return rc;
+}

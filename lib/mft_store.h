@@ -1,0 +1,92 @@
+/*
+ * mft_store — the only module that talks to Redis (hiredis). Every key lives
+ * under the "mft:" prefix; each pattern is listed in docs/redis-keys.md.
+ *
+ * Configuration records (stations, partners) are JSON documents whose schema
+ * belongs to mft_registry / mftctl; this module stores them opaque, keeps the
+ * AS2-id indexes and a configuration version that readers poll to reload.
+ * Message state and duplicate-detection keys are written here too.
+ *
+ * A struct mft_store is one connection guarded by a mutex, so threads may share
+ * it; a lost connection is re-established on the next call. Commands time out
+ * (MFT_REDIS_TIMEOUT_MS, default 2000) and fail with MFT_E_STORE_UNAVAILABLE.
+ */
+#ifndef MFT_STORE_H
+#define MFT_STORE_H
+
+#include "mft_err.h"
+
+#include <stddef.h>
+
+struct mft_store;
+
+/* Connects to url ("redis://host:port/db" or "redis://:password@host:port/db").
+ * Returns 0 and *out, or -1 with MFT_E_STORE_UNAVAILABLE / MFT_E_CONFIG. */
+int mft_store_open(const char *url, struct mft_store **out, struct mft_err *err);
+void mft_store_close(struct mft_store *st); /* accepts NULL */
+
+/* PING. Returns 0 when Redis answers. */
+int mft_store_ping(struct mft_store *st, struct mft_err *err);
+
+/* --- configuration ------------------------------------------------------ */
+
+/* Writes mft:station:<id> = json and mft:idx:station-as2:<as2_id> = id, and
+ * bumps mft:config:version, in one MULTI/EXEC. Returns 0 or -1. */
+int mft_store_put_station(struct mft_store *st, const char *id, const char *as2_id,
+                          const char *json, struct mft_err *err);
+
+/* Writes mft:partner:<id> = json and mft:idx:partner-as2:<station_id>:<as2_id> = id,
+ * adds id to mft:station:<station_id>:partners, bumps the version. */
+int mft_store_put_partner(struct mft_store *st, const char *id, const char *station_id,
+                          const char *as2_id, const char *json, struct mft_err *err);
+
+/* Lists ids (sorted) of all stations / partners. *ids is a malloc'd array of
+ * malloc'd strings; free with mft_store_free_list. */
+int mft_store_list_stations(struct mft_store *st, char ***ids, size_t *n, struct mft_err *err);
+int mft_store_list_partners(struct mft_store *st, char ***ids, size_t *n, struct mft_err *err);
+void mft_store_free_list(char **ids, size_t n);
+
+/* Reads the JSON of one record. Returns 0 and malloc'd *json, 1 when absent,
+ * -1 on error. */
+int mft_store_get_station(struct mft_store *st, const char *id, char **json, struct mft_err *err);
+int mft_store_get_partner(struct mft_store *st, const char *id, char **json, struct mft_err *err);
+
+/* Reads mft:config:version (0 when unset). Returns 0 or -1. */
+int mft_store_config_version(struct mft_store *st, long long *version, struct mft_err *err);
+
+/* --- messages ------------------------------------------------------------ */
+
+/*
+ * Duplicate detection: looks up mft:dup:<partner_id>:<sha256-hex(message_id)>.
+ * Returns 1 and the stored message uuid in out (NUL-terminated) when present,
+ * 0 when absent, -1 on error.
+ */
+int mft_store_dup_get(struct mft_store *st, const char *partner_id, const char *message_id,
+                      char *out, size_t outlen, struct mft_err *err);
+
+/*
+ * Records a received message: HSET mft:msg:<uuid> with the given fields
+ * (NULL-terminated key, value list; values are strings), ZADD
+ * mft:msgs:<station_id> <received_ms> <uuid>, ZADD mft:msgs <received_ms> <uuid>,
+ * and when dup_ttl_s > 0 SET mft:dup:<partner_id>:<sha256-hex(message_id)> uuid
+ * EX dup_ttl_s — all in one MULTI/EXEC. Returns 0 or -1.
+ */
+int mft_store_message_put(struct mft_store *st, const char *uuid, const char *station_id,
+                          const char *partner_id, const char *message_id, long long received_ms,
+                          long dup_ttl_s, const char *const *fields, struct mft_err *err);
+
+/* Reads field `field` of mft:msg:<uuid>. Returns 0 and malloc'd *value, 1 when
+ * absent, -1 on error. */
+int mft_store_message_field(struct mft_store *st, const char *uuid, const char *field,
+                            char **value, struct mft_err *err);
+
+/* Lists the newest `limit` message uuids (all stations when station_id is NULL). */
+int mft_store_list_messages(struct mft_store *st, const char *station_id, size_t limit,
+                            char ***uuids, size_t *n, struct mft_err *err);
+
+/* Reads all fields of mft:msg:<uuid> as a NULL-terminated malloc'd key,value
+ * array (free with mft_store_free_list(arr, count)). Returns 0, 1 absent, -1. */
+int mft_store_message_get(struct mft_store *st, const char *uuid, char ***kv, size_t *count,
+                          struct mft_err *err);
+
+#endif

@@ -1,0 +1,101 @@
+/*
+ * mft_tlssrv — server-side mutual TLS for libmicrohttpd (GnuTLS). All
+ * GnuTLS-specific code of the product lives here.
+ *
+ * libmicrohttpd only *requests* a client certificate and never verifies it, so
+ * this module takes over per session: it requires a certificate, verifies it
+ * (purpose clientAuth) against an application-owned trust snapshot built from
+ * the partners' registered certificates and CAs, serves the station's TLS
+ * certificate through the certificate callback (chosen by SNI), and watches
+ * the handshake (ClientHello version, client Certificate message, alerts) so
+ * that a failed handshake can be explained with a precise error kind.
+ *
+ * Trust snapshots are immutable and reference-counted: mft_tlssrv_update()
+ * swaps in a new one without a restart; a connection keeps the snapshot it
+ * started with. Thread-safe.
+ */
+#ifndef MFT_TLSSRV_H
+#define MFT_TLSSRV_H
+
+#include "mft_err.h"
+#include "mft_registry.h"
+
+#include <gnutls/abstract.h>
+#include <gnutls/gnutls.h>
+#include <openssl/x509.h>
+
+struct mft_tlssrv;
+struct mft_tlssrv_conn;
+
+/* Default priority: TLS 1.2 and 1.3 only, secure ciphers. */
+#define MFT_TLSSRV_DEFAULT_PRIORITIES                                                              \
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%SERVER_PRECEDENCE"
+
+/* Creates the module with no trust (every client is rejected until the first
+ * update). Returns 0 or -1. */
+int mft_tlssrv_create(struct mft_tlssrv **out, struct mft_err *err);
+void mft_tlssrv_destroy(struct mft_tlssrv *srv);
+
+/* Builds a new trust snapshot from the registry (partners' TLS client
+ * certificates and CAs; stations' TLS keypairs) and swaps it in. Returns 0 or
+ * -1 (the previous snapshot stays in force). */
+int mft_tlssrv_update(struct mft_tlssrv *srv, const struct mft_registry *reg, struct mft_err *err);
+
+/* Returns non-zero when at least one station has a TLS keypair. */
+int mft_tlssrv_ready(struct mft_tlssrv *srv);
+
+/* The certificate callback to give to MHD_OPTION_HTTPS_CERT_CALLBACK. */
+gnutls_certificate_retrieve_function2 *mft_tlssrv_cert_callback(void);
+
+/*
+ * Called from MHD's connection-started notification with the connection's
+ * GnuTLS session: takes a reference on the current snapshot, requires and
+ * verifies the client certificate, installs the handshake hooks. Returns a
+ * per-connection context (free with mft_tlssrv_conn_end), or NULL on OOM.
+ */
+struct mft_tlssrv_conn *mft_tlssrv_conn_begin(struct mft_tlssrv *srv, gnutls_session_t session,
+                                              const char *peer_address);
+
+/* Returns 1 when the handshake completed (a request can be served). */
+int mft_tlssrv_conn_established(const struct mft_tlssrv_conn *c);
+
+/*
+ * For a connection whose handshake did not complete: derives the error from
+ * what was observed (no ClientHello = not TLS; ClientHello below TLS 1.2; empty
+ * client Certificate; verification result; alerts) and fills err and, when
+ * known, the client certificate's facts. Returns 0 when there is something
+ * to report (the peer sent at least one byte), 1 when the peer closed without
+ * a word (a probe: nothing to report).
+ */
+int mft_tlssrv_conn_failure(const struct mft_tlssrv_conn *c, struct mft_err *err);
+
+/* TLS facts of the connection (strings borrowed from c, "" when unknown). */
+struct mft_tlssrv_facts {
+    const char *peer_address, *sni, *version_offered, *protocol, *cipher;
+    const char *alert_sent, *alert_received;
+};
+void mft_tlssrv_conn_facts(const struct mft_tlssrv_conn *c, struct mft_tlssrv_facts *out);
+
+/* The verified client certificate of an established connection (borrowed, may
+ * be NULL), and its chain as sent by the client (borrowed, may be NULL). */
+X509 *mft_tlssrv_conn_peer(const struct mft_tlssrv_conn *c);
+STACK_OF(X509) * mft_tlssrv_conn_peer_chain(const struct mft_tlssrv_conn *c);
+
+/* Ends the connection context and drops its snapshot reference; accepts NULL. */
+void mft_tlssrv_conn_end(struct mft_tlssrv_conn *c);
+
+/*
+ * Returns 1 when cert is registered for partner p: equal to one of its
+ * tls_certs, or issued (with the client's intermediates) by one of its tls_cas
+ * for clientAuth; 0 otherwise.
+ */
+int mft_tlssrv_cert_is_partners(X509 *cert, STACK_OF(X509) * chain, const struct mft_partner *p);
+
+/* Fills subject, issuer, serial (hex), SHA-256 fingerprint (hex), validity of
+ * cert into the caller's buffers (each 512 bytes). */
+struct mft_cert_facts {
+    char subject[512], issuer[512], serial[128], sha256[65], not_before[40], not_after[40];
+};
+void mft_cert_facts_of(X509 *cert, struct mft_cert_facts *out);
+
+#endif

@@ -1,0 +1,122 @@
+/*
+ * mft_x509 — loading certificates and private keys from the files real
+ * partners send (PEM, DER, PKCS#12 including the old RC2-40 encryption), and
+ * the one-line descriptions of a certificate that the CLI, the API and error
+ * details print (subject, issuer, serial, SHA-256 fingerprint, validity).
+ *
+ * Every loader takes a file path or a memory buffer; input is bounded by
+ * MFT_X509_MAX_INPUT. Failures fill struct mft_err with MFT_E_CONFIG and a
+ * message that says what is wrong with which file (not found, not a
+ * certificate, wrong password ...), plus OpenSSL's queue in the detail.
+ */
+#ifndef MFT_X509_H
+#define MFT_X509_H
+
+#include "mft_err.h"
+
+#include <stddef.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+/* Largest certificate / key / PKCS#12 file accepted (bytes). */
+#define MFT_X509_MAX_INPUT (4u << 20)
+
+/* Loads OpenSSL's "legacy" and "default" providers into the default library
+ * context, once per process (pthread_once). The loaders call it by themselves
+ * when an RC2-40 / 3DES PKCS#12 needs it. Returns 0, or -1 when the legacy
+ * provider is not installed. */
+int mft_x509_load_legacy(void);
+
+/* Reads a whole file (at most MFT_X509_MAX_INPUT bytes). Returns 0 and a
+ * malloc'd buffer (NUL-terminated, *len excludes the NUL), or -1 with err
+ * ("file not found: PATH" ...). The caller frees (wipes first for keys). */
+int mft_x509_read_file(const char *path, unsigned char **buf, size_t *len, struct mft_err *err);
+
+/*
+ * Loads every certificate of a PEM file (several CERTIFICATE blocks, other
+ * blocks such as private keys skipped) or one DER certificate. Returns 0 and a
+ * new stack with at least one certificate that the caller frees with
+ * sk_X509_pop_free(*out, X509_free), or -1 with err.
+ */
+int mft_x509_load_certs(const char *path, STACK_OF(X509) * *out, struct mft_err *err);
+int mft_x509_load_certs_mem(const void *buf, size_t len, STACK_OF(X509) * *out,
+                            struct mft_err *err);
+
+/* Loads the first certificate of a file as above. *out is the caller's (X509_free). */
+int mft_x509_load_cert(const char *path, X509 **out, struct mft_err *err);
+
+/*
+ * Loads a private key: PEM (PKCS#8, encrypted PKCS#8, PKCS#1 RSA, SEC1 EC,
+ * traditional encrypted; a PEM that also holds certificates is fine), DER
+ * (PKCS#8, encrypted PKCS#8, PKCS#1, SEC1) or PKCS#12 (first key).
+ * password may be NULL for an unencrypted key. Returns 0 and *out (the
+ * caller's, EVP_PKEY_free), or -1 with err: "wrong password", "password
+ * required", "no private key in ..." are told apart.
+ */
+int mft_x509_load_key(const char *path, const char *password, EVP_PKEY **out, struct mft_err *err);
+int mft_x509_load_key_mem(const void *buf, size_t len, const char *password, EVP_PKEY **out,
+                          struct mft_err *err);
+
+/*
+ * Loads a PKCS#12 file: the key whose friendlyName is `alias` (NULL = the
+ * first key), the certificate that belongs to it (same localKeyID, else the
+ * one whose public key matches), and every other certificate in *chain.
+ * Encrypted bags with RC2-40 / 3DES make it load the legacy provider and retry.
+ * Any of key, cert, chain may be NULL when not wanted. Returns 0 and the
+ * caller's objects (*chain may be an empty stack), or -1 with err ("wrong
+ * password for PATH", "no key with alias ...").
+ */
+int mft_x509_load_pkcs12(const char *path, const char *password, EVP_PKEY **key, X509 **cert,
+                         STACK_OF(X509) * *chain, struct mft_err *err);
+int mft_x509_load_pkcs12_mem(const void *buf, size_t len, const char *password, const char *alias,
+                             EVP_PKEY **key, X509 **cert, STACK_OF(X509) * *chain,
+                             struct mft_err *err);
+
+/* Lists the friendlyNames of the private keys in a PKCS#12 buffer, in file
+ * order. Returns 0 and a malloc'd array of malloc'd strings (a key without a
+ * name is ""), free with mft_x509_free_list; or -1 with err. */
+int mft_x509_pkcs12_aliases(const void *buf, size_t len, const char *password, char ***aliases,
+                            size_t *n, struct mft_err *err);
+void mft_x509_free_list(char **list, size_t n);
+
+/* Returns 1 when the raw bytes look like PKCS#12 (DER PFX with version 3), else 0. */
+int mft_x509_is_pkcs12(const void *buf, size_t len);
+
+/* Returns 1 when key is the private half of cert's public key, 0 otherwise
+ * (also when either is NULL). */
+int mft_x509_key_matches_cert(const X509 *cert, const EVP_PKEY *key);
+
+/* PEM of cert followed by every certificate of chain (chain may be NULL).
+ * Returns 0 and a malloc'd NUL-terminated string, or -1 with err. */
+int mft_x509_certs_to_pem(const X509 *cert, const STACK_OF(X509) * chain, char **pem,
+                          struct mft_err *err);
+
+/* The key as unencrypted PKCS#8 PEM ("BEGIN PRIVATE KEY"). Returns 0 and a
+ * malloc'd NUL-terminated string that is secret: free it with
+ * mft_secret_free_str (which wipes it). Or -1 with err. */
+int mft_x509_key_to_pem(const EVP_PKEY *key, char **pem, struct mft_err *err);
+
+/* Lowercase hex SHA-256 of the DER certificate, no colons. Returns 0 or -1. */
+int mft_x509_fingerprint_sha256(const X509 *cert, char hex[65]);
+
+/* Subject / issuer as one RFC 2253 line ("CN=x,O=y"); truncated to len.
+ * Return 0 or -1. */
+int mft_x509_subject(const X509 *cert, char *buf, size_t len);
+int mft_x509_issuer(const X509 *cert, char *buf, size_t len);
+
+/* The serial number as lowercase hex without colons or leading zeros ("0" for
+ * zero, "-" prefix for a negative serial). Returns 0 or -1. */
+int mft_x509_serial_hex(const X509 *cert, char *buf, size_t len);
+
+/* notBefore / notAfter as RFC 3339 UTC ("2024-05-01T12:00:00Z"), and as
+ * time_t. Return 0 or -1. */
+int mft_x509_not_before(const X509 *cert, char buf[21]);
+int mft_x509_not_after(const X509 *cert, char buf[21]);
+int mft_x509_validity(const X509 *cert, time_t *not_before, time_t *not_after);
+
+/* The public key as a short text: "RSA-2048", "EC-P-256", "ED25519" ... */
+int mft_x509_key_desc(const EVP_PKEY *key, char *buf, size_t len);
+
+#endif
