@@ -233,20 +233,17 @@ out:
     return rc;
 }
 
-/* MIC of an unsigned message: over the innermost entity as received. */
+/*
+ * MIC of an unsigned message (RFC 4130 §7.3.1): for an encrypted one, over the
+ * decrypted MIME entity (headers and content) as received; for one neither
+ * signed nor encrypted, over the message content alone, without any header,
+ * since intermediaries may alter or reorder headers.
+ */
 static int mic_unsigned(struct as2_ctx *c, const struct layer *l)
 {
     if (!l->outer)
         return mic_set(c, NULL, NULL, 0, l->e.whole.p, l->e.whole.len);
-    /* The HTTP level is the entity: its MIME headers are the HTTP ones. */
-    char hdr[1200];
-    int n = snprintf(hdr, sizeof(hdr), "Content-Type: %s\r\n%s%s%s\r\n", c->req->content_type,
-                     c->req->content_transfer_encoding ? "Content-Transfer-Encoding: " : "",
-                     c->req->content_transfer_encoding ? c->req->content_transfer_encoding : "",
-                     c->req->content_transfer_encoding ? "\r\n" : "");
-    if (n < 0 || (size_t)n >= sizeof(hdr))
-        return mft_err_set(c->err, MFT_E_MALFORMED_MESSAGE, "the HTTP Content-Type is too long");
-    return mic_set(c, NULL, (const unsigned char *)hdr, (size_t)n, l->e.body.p, l->e.body.len);
+    return mic_set(c, NULL, NULL, 0, l->e.body.p, l->e.body.len);
 }
 
 /* Reads Disposition-Notification-Options into the result and the MIC choice. */

@@ -40,6 +40,8 @@ struct mft_bus {
 
 struct mft_bus_consumer {
     rd_kafka_t *rk;
+    int n_partitions; /* read-all mode: partitions assigned */
+    int n_eof;        /* read-all mode: partitions at their end */
 };
 
 /* One in-flight record; see the file comment for the reference rule. */
@@ -468,6 +470,80 @@ out:
     return rc;
 }
 
+int mft_bus_consumer_open_all(const char *brokers, const char *topic,
+                              struct mft_bus_consumer **out, struct mft_err *err)
+{
+    struct mft_bus_consumer *c = NULL;
+    rd_kafka_conf_t *conf = NULL;
+    rd_kafka_topic_partition_list_t *tl = NULL;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = NULL;
+    char errstr[512], group[64], u[37];
+    int rc = -1;
+
+    *out = NULL;
+    if (!brokers || !*brokers || !topic || !*topic) {
+        mft_err_set(err, MFT_E_CONFIG, "Kafka brokers and topic are required");
+        goto out;
+    }
+    if (!(c = calloc(1, sizeof(*c)))) {
+        mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+        goto out;
+    }
+    mft_uuid4(u);
+    snprintf(group, sizeof(group), "mft-read-%s", u); /* never joined: offsets are assigned */
+    conf = rd_kafka_conf_new();
+    if (conf_common(conf, brokers, err) != 0)
+        goto out;
+    if (rd_kafka_conf_set(conf, "group.id", group, errstr, sizeof(errstr)) ||
+        rd_kafka_conf_set(conf, "enable.partition.eof", "true", errstr, sizeof(errstr)) ||
+        rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, sizeof(errstr))) {
+        mft_err_set(err, MFT_E_CONFIG, "invalid Kafka consumer setting");
+        mft_err_detail(err, "%s", errstr);
+        goto out;
+    }
+    c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    if (!c->rk) {
+        mft_err_set(err, MFT_E_BUS_UNAVAILABLE, "cannot create the Kafka consumer");
+        mft_err_detail(err, "%s", errstr);
+        goto out;
+    }
+    conf = NULL;
+    rd_kafka_poll_set_consumer(c->rk);
+    rkt = rd_kafka_topic_new(c->rk, topic, NULL);
+    rd_kafka_resp_err_t e = rd_kafka_metadata(c->rk, 0, rkt, &md, 5000);
+    if (e || md->topic_cnt != 1 || md->topics[0].err) {
+        mft_err_set(err, MFT_E_BUS_UNAVAILABLE, NULL);
+        mft_err_detail(err, "metadata for %s: %s", topic,
+                       rd_kafka_err2str(e ? e : md->topics[0].err));
+        goto out;
+    }
+    tl = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
+    for (int i = 0; i < md->topics[0].partition_cnt; i++)
+        rd_kafka_topic_partition_list_add(tl, topic, md->topics[0].partitions[i].id)->offset =
+            RD_KAFKA_OFFSET_BEGINNING;
+    c->n_partitions = md->topics[0].partition_cnt;
+    if ((e = rd_kafka_assign(c->rk, tl)) != 0) {
+        mft_err_set(err, MFT_E_BUS_UNAVAILABLE, NULL);
+        mft_err_detail(err, "assign %s: %s", topic, rd_kafka_err2str(e));
+        goto out;
+    }
+    *out = c;
+    c = NULL;
+    rc = 0;
+out:
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (rkt)
+        rd_kafka_topic_destroy(rkt);
+    if (tl)
+        rd_kafka_topic_partition_list_destroy(tl);
+    if (conf)
+        rd_kafka_conf_destroy(conf);
+    mft_bus_consumer_close(c);
+    return rc;
+}
+
 static char *dup_bytes(const void *p, size_t n)
 {
     char *s = malloc(n + 1);
@@ -542,8 +618,10 @@ int mft_bus_consumer_poll(struct mft_bus_consumer *c, int timeout_ms, struct mft
         char what[512];
         snprintf(what, sizeof(what), "%s", rd_kafka_message_errstr(m));
         rd_kafka_message_destroy(m);
-        if (e == RD_KAFKA_RESP_ERR__PARTITION_EOF)
-            ;
+        if (e == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            if (c->n_partitions > 0 && ++c->n_eof >= c->n_partitions)
+                return 0; /* read-all mode: every partition is at its end */
+        }
         else if (e == RD_KAFKA_RESP_ERR__FATAL || e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
                  e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
                  e == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED) {

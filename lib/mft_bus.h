@@ -67,6 +67,12 @@ struct mft_bus_consumer;
 int mft_bus_consumer_open(const char *brokers, const char *topic, const char *group_id,
                           struct mft_bus_consumer **out, struct mft_err *err);
 
+/* Reads every partition of topic from the beginning without joining a
+ * group (no rebalance wait); poll then returns 0 once all partitions are at
+ * their end. For tools and tests. Returns 0 or -1. */
+int mft_bus_consumer_open_all(const char *brokers, const char *topic,
+                              struct mft_bus_consumer **out, struct mft_err *err);
+
 /* Waits up to timeout_ms for one record. Returns 1 and fills *rec (free with
  * mft_bus_record_free), 0 on timeout, -1 on error. */
 int mft_bus_consumer_poll(struct mft_bus_consumer *c, int timeout_ms, struct mft_bus_record *rec,

@@ -105,7 +105,7 @@ int mft_mime_parse(const unsigned char *buf, size_t len, int allow_headerless,
         size_t next = eol < len ? eol + 1 : len;
         const unsigned char *line = buf + pos;
 
-        if (n == 0 && eol < len) { /* blank line: end of the header block */
+        if (n == 0) { /* blank line (or a lone CR at the end): end of the header block */
             if (allow_headerless && pos > 0 && !has_content_type(out))
                 goto headerless;
             out->body.p = buf + next;

@@ -17,6 +17,7 @@
 #include "mft_err.h"
 #include "mft_log.h"
 #include "mft_secret.h"
+#include "ctl_events.h"
 #include "mft_store.h"
 #include "mft_x509.h"
 
@@ -1444,6 +1445,11 @@ static int cmd_describe(struct ctl *c, int argc, char **argv)
 
 static int cmd_help(struct ctl *c, int argc, char **argv);
 
+static int cmd_events(struct ctl *c, int argc, char **argv)
+{
+    return ctl_events(ctl_vars, argc, argv);
+}
+
 static const struct command {
     const char *name;
     int (*handler)(struct ctl *c, int argc, char **argv);
@@ -1456,6 +1462,8 @@ static const struct command {
      "list objects (messages newest first)"},
     {"describe", cmd_describe, "station|partner|message ID [-o json]",
      "everything about one object: certificates, fingerprints, validity (never keys)"},
+    {"events", cmd_events, "TOPIC [--follow] [--count N] [--timeout-ms MS]",
+     "print a topic's events as JSON lines from the beginning (headers + decoded event)"},
     {"help", cmd_help, "", "this help"},
     {NULL, NULL, NULL, NULL},
 };

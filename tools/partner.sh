@@ -11,8 +11,9 @@
 #     AS2_CIPHER     aes128|aes192|aes256|des3 or "" (unencrypted); AS2_RECIP station enc cert
 #     AS2_CTE        binary|base64  (payload part and outer body)
 #     AS2_FILENAME   file name in Content-Disposition (default: payload's name)
-#   DIR/mic.expected — base64 MIC computed by `openssl dgst` over the exact
-#   signed entity (or the unsigned entity) with AS2_MIC_MD (default: sign md or sha256)
+#   DIR/mic.expected — base64 MIC computed by `openssl dgst` with AS2_MIC_MD
+#   (default: the signing digest or sha256) over the exact signed entity, the
+#   encrypted entity when unsigned, or the content alone when neither (RFC 4130 7.3.1)
 # as2_post DIR URL       — posts DIR/body; response in DIR/resp.headers, DIR/resp.body
 #   AS2_FROM AS2_TO AS2_TLS_CERT AS2_TLS_KEY AS2_CA AS2_MDN (signed|unsigned|none)
 # mdn_check DIR CERT     — verifies a signed MDN with openssl; writes DIR/mdn.txt
@@ -80,6 +81,8 @@ open(sys.argv[2] + '/ctype', 'wb').write(hdr[b'content-type'])
 open(sys.argv[2] + '/body', 'wb').write(body)
 open(sys.argv[2] + '/cte', 'wb').write(hdr.get(b'content-transfer-encoding', b'binary') + b'\n')
 PY
+    # RFC 4130 7.3.1: neither signed nor encrypted, the MIC is over the content alone
+    openssl dgst -"$mic_md" -binary "$dir/body" | base64 -w0 >"$dir/mic.expected"
   fi
 }
 
@@ -103,10 +106,15 @@ as2_post() {
   curl "${args[@]}" "${@:3}" "$url" >"$dir/http_code"
 }
 
+# mime_field FILE NAME: the value of the first header line NAME: (any case)
+mime_field() {
+  tr -d '\r' <"$1" | awk -v f="$2" 'tolower($0) ~ "^"f":" {sub(/^[^:]*: */, ""); print; exit}'
+}
+
 # mdn_check DIR STATION_SIGNING_CERT: verifies (if signed) and parses the MDN
 mdn_check() {
   local dir=$1 cert=$2 ctype
-  ctype=$(tr -d '\r' <"$dir/resp.headers" | awk -F': ' 'tolower($1)=="content-type"{print $2}' | tail -1)
+  ctype=$(mime_field "$dir/resp.headers" content-type)
   MDN_SIGNED=no
   { printf 'Content-Type: %s\r\n\r\n' "$ctype"; cat "$dir/resp.body"; } >"$dir/mdn.eml"
   if [[ ${ctype,,} == multipart/signed* ]]; then
@@ -116,7 +124,7 @@ mdn_check() {
   else
     cp "$dir/mdn.eml" "$dir/mdn.txt"
   fi
-  MDN_DISPOSITION=$(tr -d '\r' <"$dir/mdn.txt" | awk -F': ' 'tolower($1)=="disposition"{print $2}' | head -1)
-  MDN_MIC=$(tr -d '\r' <"$dir/mdn.txt" | awk -F': ' 'tolower($1)=="received-content-mic"{print $2}' | head -1)
+  MDN_DISPOSITION=$(mime_field "$dir/mdn.txt" disposition)
+  MDN_MIC=$(mime_field "$dir/mdn.txt" received-content-mic)
   export MDN_DISPOSITION MDN_MIC MDN_SIGNED
 }

@@ -8,7 +8,7 @@ set -uo pipefail
 ROOT=${MFT_SRC:?}; SHARED=${MFT_SHARED:?}/interop/as2
 export MFT_BIN=${MFT_BIN:?}
 export STACK_DIR; STACK_DIR=$(mktemp -d /tmp/mft-interop.XXXXXX)
-source "$ROOT/tools/stack.sh"; source "$ROOT/tests/lib/tap.sh"
+source "$ROOT/tools/stack.sh"; source "$ROOT/tools/partner.sh"; source "$ROOT/tests/lib/tap.sh"
 trap 'stack_stop; rm -rf "$STACK_DIR"' EXIT
 stack_start || exit 1
 K=$STACK_DIR/keys; mkdir -p "$K"
@@ -46,11 +46,14 @@ post() {
   local args=(-sS --http1.1 -o "$DIR/resp.body" -D "$DIR/resp.headers" -w '%{http_code}' -H "Expect:")
   while IFS= read -r h; do args+=(-H "$h"); done <"$DIR/headers"
   [ -n "${2:-}" ] && args+=(-H "AS2-From: $2" -H "AS2-To: $3" -H "Disposition-Notification-To: mailto:x@y")
-  grep -qi '^message-id:' "$DIR/headers" || args+=(-H "Message-ID: <interop-$N-$RANDOM@test>")
+  if ! grep -qi '^message-id:' "$DIR/headers"; then
+    echo "Message-ID: <interop-$N-$RANDOM@test>" >>"$DIR/headers"
+    args+=(-H "$(tail -1 "$DIR/headers")")
+  fi
   CODE=$(curl "${args[@]}" --data-binary "@$DIR/body" "http://$HTTP_ADDR/as2")
 }
 N=0
-mdn_field() { tr -d '\r' <"$DIR/resp.body" | awk -F': ' -v f="$1" 'tolower($1)==f {print $2}' | head -1; }
+mdn_field() { mime_field "$DIR/resp.body" "$1"; }
 # expect NAME FILE PAYLOAD MIC [AS2-From AS2-To]
 expect() {
   local name=$1 file=$2 payload=$3 mic=$4; shift 4

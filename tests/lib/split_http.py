@@ -11,13 +11,17 @@ import sys
 data = open(sys.argv[1], 'rb').read()
 out = sys.argv[2]
 os.makedirs(out, exist_ok=True)
-for sep in (b'\r\n\r\n', b'\n\n'):
-    i = data.find(sep)
-    if i >= 0:
-        head, body = data[:i], data[i + len(sep):]
+# The header block ends at the first empty line, whatever mix of LF and CRLF
+# the capture uses (some have LF header lines and a CRLF blank line).
+pos = 0
+while True:
+    nl = data.find(b'\n', pos)
+    if nl < 0:
+        sys.exit('no header block in ' + sys.argv[1])
+    if data[pos:nl].rstrip(b'\r') == b'':
+        head, body = data[:pos], data[nl + 1:]
         break
-else:
-    sys.exit('no header block in ' + sys.argv[1])
+    pos = nl + 1
 lines = []
 for raw in head.replace(b'\r\n', b'\n').split(b'\n'):
     if raw[:1] in (b' ', b'\t') and lines:
