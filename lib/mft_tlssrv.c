@@ -50,7 +50,6 @@ struct mft_tlssrv {
 
 struct mft_tlssrv_conn {
     struct snap *snap;
-    gnutls_session_t session;
     char peer_address[64];
     char sni[256];
     char version_offered[16];
@@ -285,6 +284,11 @@ static int hook(gnutls_session_t session, unsigned int htype, unsigned when, uns
     } else if (htype == GNUTLS_HANDSHAKE_CERTIFICATE_PKT) {
         c->cert_msg_seen = 1;
     } else if (htype == GNUTLS_HANDSHAKE_FINISHED && when == GNUTLS_HOOK_POST) {
+        /* the facts are read now, while the session is certainly alive */
+        const char *v = gnutls_protocol_get_name(gnutls_protocol_get_version(session));
+        const char *ci = gnutls_cipher_get_name(gnutls_cipher_get(session));
+        snprintf(c->protocol, sizeof(c->protocol), "%s", v ? v : "");
+        snprintf(c->cipher, sizeof(c->cipher), "%s", ci ? ci : "");
         c->established = 1;
     }
     return 0;
@@ -464,7 +468,6 @@ struct mft_tlssrv_conn *mft_tlssrv_conn_begin(struct mft_tlssrv *srv, gnutls_ses
     if (!c)
         return NULL;
     c->snap = snap_get(srv);
-    c->session = session;
     snprintf(c->peer_address, sizeof(c->peer_address), "%s", peer_address ? peer_address : "");
     gnutls_db_set_ptr(session, c);
     gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUIRE);
@@ -517,13 +520,6 @@ int mft_tlssrv_conn_failure(const struct mft_tlssrv_conn *c, struct mft_err *err
 
 void mft_tlssrv_conn_facts(const struct mft_tlssrv_conn *c, struct mft_tlssrv_facts *out)
 {
-    struct mft_tlssrv_conn *m = (struct mft_tlssrv_conn *)c;
-    if (c->established && !c->protocol[0]) {
-        const char *v = gnutls_protocol_get_name(gnutls_protocol_get_version(c->session));
-        const char *ci = gnutls_cipher_get_name(gnutls_cipher_get(c->session));
-        snprintf(m->protocol, sizeof(m->protocol), "%s", v ? v : "");
-        snprintf(m->cipher, sizeof(m->cipher), "%s", ci ? ci : "");
-    }
     out->peer_address = c->peer_address;
     out->sni = c->sni;
     out->version_offered = c->version_offered;
@@ -547,8 +543,8 @@ void mft_tlssrv_conn_end(struct mft_tlssrv_conn *c)
 {
     if (!c)
         return;
-    if (c->session)
-        gnutls_db_set_ptr(c->session, NULL);
+    /* The session may already be gone (MHD closes it before this
+     * notification): it is not touched here. */
     snap_unref(c->snap);
     X509_free(c->peer);
     sk_X509_pop_free(c->peer_chain, X509_free);

@@ -47,7 +47,6 @@
 
 static const struct mft_cfg_var ctl_vars[] = {
     MFT_CFG_COMMON,
-    {"MFT_REDIS_TIMEOUT_MS", "2000", "Redis command timeout in milliseconds"},
     {NULL, NULL, NULL},
 };
 

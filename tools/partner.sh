@@ -23,6 +23,7 @@ as2_build() {
   local dir=$1 payload=$2 name
   name=${AS2_FILENAME:-$(basename "$payload")}
   mkdir -p "$dir"
+  printf '%s' "$name" >"$dir/filename"
   local entity=$dir/entity cte=${AS2_CTE:-binary} md=${AS2_SIGN_MD:-}
   local mic_md=${AS2_MIC_MD:-${md:-sha256}}
   {
@@ -94,7 +95,7 @@ as2_post() {
     -H "AS2-Version: 1.2" -H "AS2-From: $AS2_FROM" -H "AS2-To: $AS2_TO"
     -H "Message-ID: $id" -H "Content-Type: $(cat "$dir/ctype")" -H "MIME-Version: 1.0"
     -H "Content-Transfer-Encoding: $(cat "$dir/cte")" -H "Expect:"
-    -H "Content-Disposition: attachment; filename=\"${AS2_FILENAME:-smime.p7m}\""
+    -H "Content-Disposition: attachment; filename=\"$(cat "$dir/filename" 2>/dev/null || echo smime.p7m)\""
     --data-binary "@$dir/body")
   [ -n "${AS2_TLS_CERT:-}" ] && args+=(--cert "$AS2_TLS_CERT" --key "$AS2_TLS_KEY")
   [ -n "${AS2_CA:-}" ] && args+=(--cacert "$AS2_CA")

@@ -11,7 +11,7 @@ ROOT=${MFT_SRC:?}
 export MFT_BIN=${MFT_BIN:?}
 export STACK_DIR; STACK_DIR=$(mktemp -d /tmp/mft-blackbox.XXXXXX)
 source "$ROOT/tools/stack.sh"; source "$ROOT/tools/partner.sh"; source "$ROOT/tests/lib/tap.sh"
-trap 'stack_stop; rm -rf "$STACK_DIR"' EXIT
+trap 'stack_stop; keep_on_failure' EXIT
 EVQ="python3 $ROOT/tests/lib/events.py"
 
 stack_start || exit 1

@@ -9,7 +9,7 @@ ROOT=${MFT_SRC:?}; SHARED=${MFT_SHARED:?}/interop/as2
 export MFT_BIN=${MFT_BIN:?}
 export STACK_DIR; STACK_DIR=$(mktemp -d /tmp/mft-interop.XXXXXX)
 source "$ROOT/tools/stack.sh"; source "$ROOT/tools/partner.sh"; source "$ROOT/tests/lib/tap.sh"
-trap 'stack_stop; rm -rf "$STACK_DIR"' EXIT
+trap 'stack_stop; keep_on_failure' EXIT
 stack_start || exit 1
 K=$STACK_DIR/keys; mkdir -p "$K"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=localhost \

@@ -18,3 +18,15 @@ finish() {
   echo "$PASS passed, $FAIL failed"
   ((FAIL == 0))
 }
+# keep_on_failure: on failure, show the service logs and keep $STACK_DIR;
+# otherwise remove it.
+keep_on_failure() {
+  if ((FAIL)) && [ -n "${STACK_DIR:-}" ]; then
+    for log in "$STACK_DIR"/logs/*.log; do
+      echo "# --- last lines of $log"; tail -n 15 "$log" | sed 's/^/# /'
+    done
+    echo "# files kept in $STACK_DIR"
+  elif [ -n "${STACK_DIR:-}" ]; then
+    rm -rf "$STACK_DIR"
+  fi
+}

@@ -534,23 +534,15 @@ static void test_openssl_matrix(void **state)
                         /* the independent MIC over the entity's exact bytes */
                         assert_string_equal(res.mic_b64, mic);
                     } else {
-                        /* plain HTTP: the entity is the HTTP headers we were given + body */
+                        /* neither signed nor encrypted: RFC 4130 7.3.1, the MIC is
+                         * over the content alone (the HTTP body), no headers */
                         size_t hl, off;
+                        char want[128];
                         tk_split(ent, elen, &hl, &off);
-                        char hdr[400], want[128];
-                        int hn = snprintf(hdr, sizeof(hdr),
-                                          "Content-Type: application/edi-x12\r\n"
-                                          "Content-Transfer-Encoding: %s\r\n\r\n",
-                                          b.cte);
-                        unsigned char *whole = malloc((size_t)hn + elen - off);
-                        memcpy(whole, hdr, (size_t)hn);
-                        memcpy(whole + hn, ent + off, elen - off);
-                        assert_int_equal(mft_smime_digest_b64(ossl[m], whole,
-                                                              (size_t)hn + elen - off, want,
-                                                              sizeof(want), &err),
+                        assert_int_equal(mft_smime_digest_b64(ossl[m], ent + off, elen - off,
+                                                              want, sizeof(want), &err),
                                          0);
                         assert_string_equal(res.mic_b64, want);
-                        free(whole);
                     }
                     assert_int_equal(res.n_payloads, 1);
                     assert_int_equal(res.payloads[0].len, PAYLOAD_LEN);
