@@ -41,7 +41,8 @@ int mft_cfg_size(const struct mft_cfg_var *vars, const char *name, unsigned long
     case 'g': case 'G': mul = 1ULL << 30; end++; break;
     default: break;
     }
-    if (errno || end == v || *end || n > (~0ULL) / mul) {
+    /* strtoull would take "-1" (as ULLONG_MAX), " 1" and a bare suffix ("M") */
+    if (errno || *v < '0' || *v > '9' || *end || n > (~0ULL) / mul) {
         mft_error("config.invalid", "not a size", "variable", name, "value", v, NULL);
         return -1;
     }

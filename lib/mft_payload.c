@@ -52,7 +52,16 @@ static int mkdir_p(const char *path)
             *p = '/';
         }
     }
-    return (mkdir(tmp, 0750) < 0 && errno != EEXIST) ? -1 : 0;
+    if (mkdir(tmp, 0750) == 0)
+        return 0;
+    struct stat st; /* EEXIST is fine only for a directory */
+    if (errno != EEXIST || stat(tmp, &st) < 0)
+        return -1;
+    if (!S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    return 0;
 }
 
 int mft_payload_open(const char *dir, struct mft_payload_store **out, struct mft_err *err)
