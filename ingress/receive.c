@@ -362,9 +362,12 @@ static enum MHD_Result finish(struct request *rq, struct MHD_Connection *conn)
         .max_inflated = (size_t)in->max_inflated,
     };
     int mdn_wanted = header(conn, "Disposition-Notification-To") != NULL;
-    const char *mdn_mode = !mdn_wanted                                    ? "none"
-                           : header(conn, "Receipt-Delivery-Option") != NULL ? "async"
-                                                                             : "sync";
+    const char *mdn_mode = mdn_wanted ? "sync" : "none";
+    if (mdn_wanted && header(conn, "Receipt-Delivery-Option"))
+        /* Asynchronous MDN delivery needs the sending side (egress); until then
+         * the MDN is given in the HTTP response, which partners accept. */
+        mft_warn("mdn.async_as_sync", "async MDN requested; answered synchronously",
+                 "as2_message_id", rq->message_id, "partner", rq->partner->id, NULL);
     if (mft_as2_receive(&req, rq->station, rq->partner, &res, &err) < 0) {
         ret = fail_as2(rq, conn, &res, &err);
         goto out;

@@ -7,6 +7,7 @@
 #include "mft_bus.h"
 #include "mft/v1/events.pb-c.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static const struct mft_event_type types[] = {
@@ -30,12 +31,73 @@ const struct mft_event_type *mft_event_type_find(const char *ce_type)
 
 static json_t *message_json(const ProtobufCMessage *msg);
 
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when it is not one. */
+static size_t utf8_seq(const unsigned char *s)
+{
+    unsigned c = s[0], cp, min;
+    size_t n;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+        cp = c & 0x1f;
+        min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        cp = c & 0x0f;
+        min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        cp = c & 0x07;
+        min = 0x10000;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80) /* also stops at the terminating NUL */
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+/* A JSON string; bytes that are not UTF-8 (protobuf-c does not check) become
+ * U+FFFD, so the field is never dropped (json_string refuses them). */
+static json_t *string_json(const char *s)
+{
+    json_t *j = json_string(s);
+    if (j)
+        return j;
+    size_t len = strlen(s), o = 0;
+    char *clean = malloc(len * 3 + 1);
+    if (!clean)
+        return NULL;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t n = utf8_seq(p);
+        if (n) {
+            memcpy(clean + o, p, n);
+            o += n;
+            p += n;
+        } else {
+            memcpy(clean + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            p++;
+        }
+    }
+    clean[o] = '\0';
+    j = json_string(clean);
+    free(clean);
+    return j;
+}
+
 static json_t *value_json(const ProtobufCFieldDescriptor *f, const void *p)
 {
     switch (f->type) {
     case PROTOBUF_C_TYPE_STRING: {
         const char *s = *(char *const *)p;
-        return json_string(s ? s : "");
+        return string_json(s ? s : "");
     }
     case PROTOBUF_C_TYPE_BOOL:
         return json_boolean(*(const protobuf_c_boolean *)p);

@@ -108,8 +108,8 @@ void mft_log_write(enum mft_log_level level, const char *file, int line, const c
     fputs(b.data, stderr);
 }
 
-void mft_fatal(const char *event, const char *msg)
+void mft_fatal_at(const char *file, int line, const char *func, const char *event, const char *msg)
 {
-    mft_log_write(MFT_LOG_ERROR, __FILE__, __LINE__, __func__, event, msg, NULL);
+    mft_log_write(MFT_LOG_ERROR, file, line, func, event, msg, NULL);
     exit(1);
 }

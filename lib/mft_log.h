@@ -33,6 +33,8 @@ void mft_log_write(enum mft_log_level level, const char *file, int line, const c
 #define mft_error(event, msg, ...) MFT_LOG_(MFT_LOG_ERROR, event, msg, __VA_ARGS__)
 
 /* Logs an error and exits 1: for start-up failures and broken invariants only. */
-void mft_fatal(const char *event, const char *msg) __attribute__((noreturn));
+void mft_fatal_at(const char *file, int line, const char *func, const char *event, const char *msg)
+    __attribute__((noreturn));
+#define mft_fatal(event, msg) mft_fatal_at(__FILE__, __LINE__, __func__, event, msg)
 
 #endif

@@ -332,6 +332,38 @@ static void describe_verify_status(struct mft_err *err, unsigned status)
     }
 }
 
+/* The TLS alert that tells the client why its certificate was refused, with
+ * its RFC 8446 name. */
+static const struct {
+    enum mft_err_kind kind;
+    gnutls_alert_description_t alert;
+    const char *name;
+} refusal_alerts[] = {
+    {MFT_E_TLS_CLIENT_CERT_MISSING, GNUTLS_A_CERTIFICATE_REQUIRED, "certificate_required"},
+    {MFT_E_TLS_CLIENT_CERT_EXPIRED, GNUTLS_A_CERTIFICATE_EXPIRED, "certificate_expired"},
+    {MFT_E_TLS_CLIENT_CERT_NO_CLIENT_AUTH, GNUTLS_A_UNSUPPORTED_CERTIFICATE,
+     "unsupported_certificate"},
+    {MFT_E_TLS_CLIENT_CERT_UNTRUSTED, GNUTLS_A_UNKNOWN_CA, "unknown_ca"},
+    {MFT_E_OK, GNUTLS_A_BAD_CERTIFICATE, "bad_certificate"}, /* anything else */
+};
+
+/*
+ * Sends the alert ourselves: libmicrohttpd closes a failed handshake without
+ * one. (The client may still see only a reset: MHD closes the socket with the
+ * client's unread bytes in it.)
+ */
+static void send_alert(struct mft_tlssrv_conn *c, gnutls_session_t session)
+{
+    size_t i = 0;
+    while (refusal_alerts[i].kind != MFT_E_OK && refusal_alerts[i].kind != c->verify_err.kind)
+        i++;
+    snprintf(c->alert_sent, sizeof(c->alert_sent), "%s", refusal_alerts[i].name);
+    int r;
+    do
+        r = gnutls_alert_send(session, GNUTLS_AL_FATAL, refusal_alerts[i].alert);
+    while (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED);
+}
+
 static int verify(gnutls_session_t session)
 {
     struct mft_tlssrv_conn *c = gnutls_db_get_ptr(session);
@@ -343,8 +375,11 @@ static int verify(gnutls_session_t session)
     if (!c)
         return -1;
     c->verify_ran = 1;
-    if (!certs || n == 0)
-        return mft_err_set(&c->verify_err, MFT_E_TLS_CLIENT_CERT_MISSING, NULL);
+    if (!certs || n == 0) {
+        mft_err_set(&c->verify_err, MFT_E_TLS_CLIENT_CERT_MISSING, NULL);
+        send_alert(c, session);
+        return GNUTLS_E_CERTIFICATE_ERROR;
+    }
     /* keep the peer's certificates (OpenSSL form) for facts and partner checks */
     c->peer_chain = sk_X509_new_null();
     for (unsigned i = 0; i < n && i < 16; i++) {
@@ -425,7 +460,10 @@ out:
     }
     for (unsigned i = 0; i < n_chain; i++)
         gnutls_x509_crt_deinit(chain[i]);
-    return rc == 0 ? 0 : GNUTLS_E_CERTIFICATE_ERROR;
+    if (rc == 0)
+        return 0;
+    send_alert(c, session);
+    return GNUTLS_E_CERTIFICATE_ERROR;
 }
 
 static int cert_callback(gnutls_session_t session, const gnutls_datum_t *req_ca_dn, int nreqs,

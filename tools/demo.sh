@@ -105,7 +105,7 @@ if curl -sS -o /dev/null --cacert "$K/ca.crt" --cert "$K/globex-client-expired.c
   --key "$K/globex-client-expired.key" --data-binary x "$URL" 2>"$STACK_DIR/curl.err"; then
   bad "the connection was accepted"
 else
-  echo "  curl: $(head -1 "$STACK_DIR/curl.err")"
+  echo "  partner side: $(head -1 "$STACK_DIR/curl.err")"
   sleep 0.3
   ev=$("$MFT_BIN/mftctl" events mft.status.v1 | python3 "$ROOT/tests/lib/events.py" json event.stage=tls_handshake)
   kind=$(python3 -c 'import json,sys; e=json.load(sys.stdin)["event"]["error"]; print(e["kind"]); print("  message: "+e["message"], file=sys.stderr); print("  remedy:  "+e["remedy"], file=sys.stderr); print("  detail:  "+e["detail"][:200], file=sys.stderr)' <<<"$ev")
