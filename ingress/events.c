@@ -54,10 +54,10 @@ static char *s(const char *v)
 }
 
 /* Fills a TlsPeer from the certificate and the session facts. */
-static void tls_peer_fill(Mft__V1__TlsPeer *tp, struct mft_cert_facts *f, X509 *cert,
+static void tls_peer_fill(Mft__V1__TlsPeer *tp, struct mft_x509_facts *f, X509 *cert,
                           const struct mft_tlssrv_facts *tls)
 {
-    mft_cert_facts_of(cert, f);
+    mft_x509_facts(cert, f);
     tp->subject = f->subject;
     tp->issuer = f->issuer;
     tp->serial = f->serial;
@@ -83,7 +83,7 @@ int events_received(struct ingress *in, const struct received *m, struct mft_err
     Mft__V1__TlsPeer tp = MFT__V1__TLS_PEER__INIT;
     Mft__V1__PayloadRef refs[MFT_AS2_MAX_PAYLOADS];
     Mft__V1__PayloadRef *ref_ptrs[MFT_AS2_MAX_PAYLOADS];
-    struct mft_cert_facts facts;
+    struct mft_x509_facts facts;
     char mid[1000], when[40], sign_alg[32];
     const struct mft_as2_result *res = m->res;
 
@@ -146,7 +146,7 @@ void events_rejected(struct ingress *in, const struct rejection *r, const struct
     Mft__V1__ConnectionRejected ev = MFT__V1__CONNECTION_REJECTED__INIT;
     Mft__V1__Error e = MFT__V1__ERROR__INIT;
     Mft__V1__TlsPeer tp = MFT__V1__TLS_PEER__INIT;
-    struct mft_cert_facts facts;
+    struct mft_x509_facts facts;
     char when[40], mid[1000];
     char *sent[1], *received[1];
     const char *kind = mft_err_kind_name(err->kind);

@@ -285,8 +285,8 @@ static void begin(struct request *rq, struct MHD_Connection *conn, const char *u
         X509 *peer = mft_tlssrv_conn_peer(rq->tls);
         if (!mft_tlssrv_cert_is_partners(peer, mft_tlssrv_conn_peer_chain(rq->tls),
                                          rq->partner)) {
-            struct mft_cert_facts f;
-            mft_cert_facts_of(peer, &f);
+            struct mft_x509_facts f;
+            mft_x509_facts(peer, &f);
             rq->fail_status = 403;
             mft_err_set(&rq->fail, MFT_E_TLS_CLIENT_CERT_NOT_PARTNERS,
                         "the TLS client certificate is not the one registered for partner %s",

@@ -419,23 +419,13 @@ out:
 
 /* ------------------------------------------------------------------ parse */
 
-static int span_ieq(const struct mft_span *s, const char *str)
-{
-    size_t n = strlen(str);
-    if (s->len != n)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (lower(s->p[i]) != lower((unsigned char)str[i]))
-            return 0;
-    return 1;
-}
 
 /* Unfolded value of field `name`: its length, -1 when absent, -2 when too long. */
 static int field(const struct mft_mime_entity *e, const char *name, char *dst, size_t cap)
 {
     int present = 0;
     for (size_t i = 0; i < e->n_headers && !present; i++)
-        present = span_ieq(&e->headers[i].name, name);
+        present = mft_span_ieq(&e->headers[i].name, name);
     if (!present) {
         dst[0] = '\0';
         return -1;

@@ -38,7 +38,7 @@ static unsigned char lower(unsigned char c)
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
 }
 
-static int span_ieq(const struct mft_span *s, const char *str)
+int mft_span_ieq(const struct mft_span *s, const char *str)
 {
     size_t n = strlen(str);
     if (s->len != n)
@@ -81,7 +81,7 @@ static size_t header_name_len(const unsigned char *line, size_t n)
 static int has_content_type(const struct mft_mime_entity *e)
 {
     for (size_t i = 0; i < e->n_headers; i++)
-        if (span_ieq(&e->headers[i].name, "content-type"))
+        if (mft_span_ieq(&e->headers[i].name, "content-type"))
             return 1;
     return 0;
 }
@@ -172,7 +172,7 @@ int mft_mime_header(const struct mft_mime_entity *e, const char *name, char *out
         return -1;
     for (size_t i = 0; i < e->n_headers; i++) {
         const struct mft_mime_header *h = &e->headers[i];
-        if (!span_ieq(&h->name, name))
+        if (!mft_span_ieq(&h->name, name))
             continue;
         size_t o = 0;
         for (size_t k = 0; k < h->value.len; k++) {

@@ -37,6 +37,9 @@ struct mft_mime_entity {
     size_t n_headers;
 };
 
+/* Returns 1 when the span equals str, ASCII case-insensitively. */
+int mft_span_ieq(const struct mft_span *s, const char *str);
+
 /*
  * Parses buf as one MIME entity. A buffer with no header block at all (it
  * starts with a blank line) has zero headers. A buffer whose first line is not

@@ -452,8 +452,8 @@ static int verify(gnutls_session_t session)
     describe_verify_status(&c->verify_err, status);
 out:
     if (rc < 0 && c->peer) {
-        struct mft_cert_facts f;
-        mft_cert_facts_of(c->peer, &f);
+        struct mft_x509_facts f;
+        mft_x509_facts(c->peer, &f);
         mft_err_detail(&c->verify_err, "client certificate subject=%s issuer=%s serial=%s "
                                        "sha256=%s valid %s..%s",
                        f.subject, f.issuer, f.serial, f.sha256, f.not_before, f.not_after);
@@ -605,6 +605,8 @@ int mft_tlssrv_cert_is_partners(X509 *cert, STACK_OF(X509) * chain, const struct
         goto out;
     for (int i = 0; i < sk_X509_num(p->tls_cas); i++)
         X509_STORE_add_cert(store, sk_X509_value(p->tls_cas, i));
+    /* a registered intermediate is an anchor, as in GnuTLS's trust list */
+    X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN);
     if (X509_STORE_CTX_init(ctx, store, cert, chain) != 1)
         goto out;
     X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
@@ -613,45 +615,4 @@ out:
     X509_STORE_CTX_free(ctx);
     X509_STORE_free(store);
     return ok;
-}
-
-static void name_line(X509_NAME *name, char *out, size_t outlen)
-{
-    BIO *b = BIO_new(BIO_s_mem());
-    out[0] = '\0';
-    if (!b)
-        return;
-    X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
-    int n = BIO_read(b, out, (int)outlen - 1);
-    out[n > 0 ? n : 0] = '\0';
-    BIO_free(b);
-}
-
-static void time_line(const ASN1_TIME *t, char *out, size_t outlen)
-{
-    struct tm tm;
-    out[0] = '\0';
-    if (t && ASN1_TIME_to_tm(t, &tm) == 1)
-        strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-void mft_cert_facts_of(X509 *cert, struct mft_cert_facts *f)
-{
-    memset(f, 0, sizeof(*f));
-    if (!cert)
-        return;
-    name_line(X509_get_subject_name(cert), f->subject, sizeof(f->subject));
-    name_line(X509_get_issuer_name(cert), f->issuer, sizeof(f->issuer));
-    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
-    char *hex = bn ? BN_bn2hex(bn) : NULL;
-    snprintf(f->serial, sizeof(f->serial), "%s", hex ? hex : "");
-    OPENSSL_free(hex);
-    BN_free(bn);
-    unsigned char md[32];
-    unsigned int len = sizeof(md);
-    if (X509_digest(cert, EVP_sha256(), md, &len) == 1)
-        for (unsigned i = 0; i < 32; i++)
-            snprintf(f->sha256 + 2 * i, 3, "%02x", md[i]);
-    time_line(X509_get0_notBefore(cert), f->not_before, sizeof(f->not_before));
-    time_line(X509_get0_notAfter(cert), f->not_after, sizeof(f->not_after));
 }

@@ -19,6 +19,7 @@
 
 #include "mft_err.h"
 #include "mft_registry.h"
+#include "mft_x509.h"
 
 #include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
@@ -90,12 +91,5 @@ void mft_tlssrv_conn_end(struct mft_tlssrv_conn *c);
  * for clientAuth; 0 otherwise.
  */
 int mft_tlssrv_cert_is_partners(X509 *cert, STACK_OF(X509) * chain, const struct mft_partner *p);
-
-/* Fills subject, issuer, serial (hex), SHA-256 fingerprint (hex), validity of
- * cert into the caller's buffers (each 512 bytes). */
-struct mft_cert_facts {
-    char subject[512], issuer[512], serial[128], sha256[65], not_before[40], not_after[40];
-};
-void mft_cert_facts_of(X509 *cert, struct mft_cert_facts *out);
 
 #endif

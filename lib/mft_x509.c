@@ -885,6 +885,19 @@ int mft_x509_validity(const X509 *cert, time_t *not_before, time_t *not_after)
     return 0;
 }
 
+void mft_x509_facts(const X509 *cert, struct mft_x509_facts *f)
+{
+    memset(f, 0, sizeof(*f));
+    if (!cert)
+        return;
+    mft_x509_subject(cert, f->subject, sizeof(f->subject));
+    mft_x509_issuer(cert, f->issuer, sizeof(f->issuer));
+    mft_x509_serial_hex(cert, f->serial, sizeof(f->serial));
+    mft_x509_fingerprint_sha256(cert, f->sha256);
+    mft_x509_not_before(cert, f->not_before);
+    mft_x509_not_after(cert, f->not_after);
+}
+
 int mft_x509_key_desc(const EVP_PKEY *key, char *buf, size_t len)
 {
     if (!key || len == 0)

@@ -116,6 +116,13 @@ int mft_x509_not_before(const X509 *cert, char buf[21]);
 int mft_x509_not_after(const X509 *cert, char buf[21]);
 int mft_x509_validity(const X509 *cert, time_t *not_before, time_t *not_after);
 
+/* Everything a log line, an event or an operator needs to identify a
+ * certificate (empty strings for a NULL cert). */
+struct mft_x509_facts {
+    char subject[512], issuer[512], serial[128], sha256[65], not_before[21], not_after[21];
+};
+void mft_x509_facts(const X509 *cert, struct mft_x509_facts *out);
+
 /* The public key as a short text: "RSA-2048", "EC-P-256", "ED25519" ... */
 int mft_x509_key_desc(const EVP_PKEY *key, char *buf, size_t len);
 

@@ -54,7 +54,7 @@ static void test_names(void **state)
     assert_int_equal(mft_err_kind_from_name("SIGNATURE_INVALID"), MFT_E_SIGNATURE_INVALID);
     /* out of range and unknown */
     assert_string_equal(mft_err_kind_name(MFT_E__COUNT), "INTERNAL");
-    assert_string_equal(mft_err_kind_name((enum mft_err_kind)-1), "INTERNAL");
+    assert_string_equal(mft_err_kind_name((enum mft_err_kind) - 1), "INTERNAL");
     assert_int_equal(mft_err_kind_from_name("NO_SUCH_KIND"), -1);
     assert_int_equal(mft_err_kind_from_name(""), -1);
     assert_int_equal(mft_err_kind_from_name(NULL), -1);
@@ -135,7 +135,8 @@ static void test_clear_and_detail(void **state)
     mft_err_detail(&err, "more");
     assert_memory_equal(before, err.detail, sizeof(before));
     /* the struct after detail is untouched */
-    assert_string_equal(err.remedy, "the partner must encrypt with our current encryption certificate");
+    assert_string_equal(err.remedy,
+                        "the partner must encrypt with our current encryption certificate");
 
     /* nearly full: 1020 chars leave room for "; " + 1 char */
     mft_err_clear(&err);
@@ -163,8 +164,8 @@ static void test_openssl(void **state)
     assert_string_equal(err.detail, "");
 
     /* a real failure: parsing garbage as a PEM certificate */
-    BIO *b = BIO_new_mem_buf("-----BEGIN CERTIFICATE-----\nnot base64 !!\n-----END CERTIFICATE-----\n",
-                             -1);
+    BIO *b = BIO_new_mem_buf(
+        "-----BEGIN CERTIFICATE-----\nnot base64 !!\n-----END CERTIFICATE-----\n", -1);
     assert_non_null(b);
     assert_null(PEM_read_bio_X509(b, NULL, NULL, NULL));
     BIO_free(b);

@@ -264,8 +264,8 @@ static void test_invalid_names(void **state)
     long_ok[128] = '\0';
     memset(too_long, 'n', 129);
     too_long[129] = '\0';
-    static const char *const bad[] = {"../x", ".hidden", "a/b", "", "..", ".", "x y",
-                                      "a\\b",  "é",       "x\n", "/abs"};
+    static const char *const bad[] = {"../x", ".hidden", "a/b", "",    "..",  ".",
+                                      "x y",  "a\\b",    "é",   "x\n", "/abs"};
     size_t before = count_entries(fx->real);
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -291,8 +291,7 @@ static void test_invalid_names(void **state)
 
     /* the longest allowed name and every allowed character */
     assert_int_equal(mft_payload_put(fx->ps, UUID, long_ok, "y", 1, &ref, &err), 0);
-    assert_int_equal(
-        mft_payload_put(fx->ps, UUID, "AZaz09._-name.x", "z", 1, &ref, &err), 0);
+    assert_int_equal(mft_payload_put(fx->ps, UUID, "AZaz09._-name.x", "z", 1, &ref, &err), 0);
     assert_non_null(strstr(ref.path, "/AZaz09._-name.x"));
 }
 
