@@ -17,7 +17,6 @@
 #include <string.h>
 #include <time.h>
 
-
 static void rfc3339_ms(long long ms, char *out, size_t outlen)
 {
     time_t s = (time_t)(ms / 1000);
@@ -135,8 +134,8 @@ int events_received(struct ingress *in, const struct received *m, struct mft_err
     if (!buf)
         return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
     mft__v1__message_received__pack(&ev, buf);
-    int rc = mft_bus_publish(in->bus, MFT_TOPIC_INBOUND, m->partner->id, MFT_CE_MESSAGE_RECEIVED, NULL, buf,
-                             len, in->bus_timeout_ms, NULL, err);
+    int rc = mft_bus_publish(in->bus, MFT_TOPIC_INBOUND, m->partner->id, MFT_CE_MESSAGE_RECEIVED,
+                             NULL, buf, len, in->bus_timeout_ms, NULL, err);
     free(buf);
     return rc;
 }
@@ -194,7 +193,7 @@ void events_rejected(struct ingress *in, const struct rejection *r, const struct
     mft_metric_inc("mft_ingress_rejected_total", labels);
     mft_warn("connection.rejected", err->message, "stage", s(r->stage), "error_kind", kind,
              "detail", err->detail, "peer", s(r->peer_address), "partner", s(r->partner_id),
-             "as2_from", s(r->as2_from), "as2_message_id", mid, "http_status", status, NULL);
+             "as2_from", s(r->as2_from), "as2_message_id", mid, "http_status", status);
 
     size_t len = mft__v1__connection_rejected__get_packed_size(&ev);
     unsigned char *buf = malloc(len ? len : 1);
@@ -207,6 +206,6 @@ void events_rejected(struct ingress *in, const struct rejection *r, const struct
     if (mft_bus_publish(in->bus, MFT_TOPIC_STATUS, key, MFT_CE_CONNECTION_REJECTED, NULL, buf, len,
                         in->bus_timeout_ms, NULL, &perr) < 0)
         mft_error("event.publish_failed", "the rejection event was not published", "error_kind",
-                  mft_err_kind_name(perr.kind), "detail", perr.detail, NULL);
+                  mft_err_kind_name(perr.kind), "detail", perr.detail);
     free(buf);
 }

@@ -75,7 +75,7 @@ static int reload(struct ingress *in, const unsigned char *mkey, struct mft_err 
     snprintf(ns, sizeof(ns), "%zu", reg->n_stations);
     snprintf(np, sizeof(np), "%zu", reg->n_partners);
     mft_info("config.loaded", "stations and partners loaded", "version", v, "stations", ns,
-             "partners", np, NULL);
+             "partners", np);
     mft_metric_set("mft_config_version", "", (double)reg->version);
     return 0;
 }
@@ -116,7 +116,7 @@ static struct MHD_Daemon *start_listener(struct ingress *in, const char *addr, i
 {
     struct sockaddr_in sa;
     if (mft_ops_parse_addr(addr, &sa) < 0) {
-        mft_error("config.invalid", "invalid listen address", "address", addr, NULL);
+        mft_error("config.invalid", "invalid listen address", "address", addr);
         return NULL;
     }
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
@@ -124,11 +124,10 @@ static struct MHD_Daemon *start_listener(struct ingress *in, const char *addr, i
     if (tls)
         return MHD_start_daemon(
             flags | MHD_USE_TLS, 0, NULL, NULL, receive_handler, in, MHD_OPTION_SOCK_ADDR, &sa,
-            MHD_OPTION_HTTPS_CERT_CALLBACK, mft_tlssrv_cert_callback(),
-            MHD_OPTION_HTTPS_PRIORITIES, priorities, MHD_OPTION_NOTIFY_CONNECTION,
-            receive_connection, in, MHD_OPTION_NOTIFY_COMPLETED, receive_completed, in,
-            MHD_OPTION_CONNECTION_LIMIT, (unsigned)max_conn, MHD_OPTION_CONNECTION_TIMEOUT,
-            (unsigned)timeout_s, MHD_OPTION_END);
+            MHD_OPTION_HTTPS_CERT_CALLBACK, mft_tlssrv_cert_callback(), MHD_OPTION_HTTPS_PRIORITIES,
+            priorities, MHD_OPTION_NOTIFY_CONNECTION, receive_connection, in,
+            MHD_OPTION_NOTIFY_COMPLETED, receive_completed, in, MHD_OPTION_CONNECTION_LIMIT,
+            (unsigned)max_conn, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)timeout_s, MHD_OPTION_END);
     return MHD_start_daemon(flags, 0, NULL, NULL, receive_handler, in, MHD_OPTION_SOCK_ADDR, &sa,
                             MHD_OPTION_NOTIFY_COMPLETED, receive_completed, in,
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)max_conn,
@@ -146,8 +145,9 @@ int main(int argc, char **argv)
     int rc = 1;
 
     if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        mft_cfg_usage(stdout, "usage: mft-ingress\n\nThe AS2 receiver: HTTPS with mutual TLS, "
-                              "decrypt, verify, MIC, MDN; events on Kafka.",
+        mft_cfg_usage(stdout,
+                      "usage: mft-ingress\n\nThe AS2 receiver: HTTPS with mutual TLS, "
+                      "decrypt, verify, MIC, MDN; events on Kafka.",
                       cfg);
         return 0;
     }
@@ -178,12 +178,12 @@ int main(int argc, char **argv)
         mft_payload_open(mft_cfg_get(cfg, "MFT_PAYLOAD_DIR"), &in.payloads, &err) < 0 ||
         mft_tlssrv_create(&in.tls, &err) < 0) {
         mft_error("startup.failed", err.message, "error_kind", mft_err_kind_name(err.kind),
-                  "detail", err.detail, NULL);
+                  "detail", err.detail);
         goto out;
     }
     if (reload(&in, mkey, &err) < 0) {
         mft_error("startup.failed", err.message, "error_kind", mft_err_kind_name(err.kind),
-                  "detail", err.detail, NULL);
+                  "detail", err.detail);
         goto out;
     }
 
@@ -205,7 +205,7 @@ int main(int argc, char **argv)
     if (mft_ops_start(mft_cfg_get(cfg, "MFT_INGRESS_OPS_ADDR"), ready, &in, &ops, &err) < 0)
         mft_fatal("startup.failed", err.message);
     mft_info("ingress.started", "listening", "https", https_addr, "http", http_addr, "ops",
-             mft_cfg_get(cfg, "MFT_INGRESS_OPS_ADDR"), NULL);
+             mft_cfg_get(cfg, "MFT_INGRESS_OPS_ADDR"));
 
     long long seen = in.reg ? in.reg->version : 0;
     while (!stop_flag) {
@@ -219,12 +219,12 @@ int main(int argc, char **argv)
                 seen = v;
             else
                 mft_error("config.reload_failed", e.message, "error_kind",
-                          mft_err_kind_name(e.kind), "detail", e.detail, NULL);
+                          mft_err_kind_name(e.kind), "detail", e.detail);
         }
     }
 
     /* Ordered shutdown: stop accepting, finish requests in flight, flush. */
-    mft_info("ingress.stopping", "draining", NULL);
+    mft_info("ingress.stopping", "draining");
     atomic_store(&in.draining, 1);
     if (https)
         MHD_quiesce_daemon(https);
@@ -245,6 +245,6 @@ out:
     mft_tlssrv_destroy(in.tls);
     mft_registry_unref(in.reg);
     OPENSSL_cleanse(mkey, sizeof(mkey));
-    mft_info("ingress.stopped", "bye", NULL);
+    mft_info("ingress.stopped", "bye");
     return rc;
 }

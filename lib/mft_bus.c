@@ -123,7 +123,7 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
     (void)rk;
     /* Errors and warnings also reach on_error(): log them once, there. */
     enum mft_log_level lv = level <= 2 ? MFT_LOG_ERROR : MFT_LOG_DEBUG;
-    MFT_LOG_(lv, "bus.librdkafka", buf, "facility", fac, NULL);
+    MFT_LOG_(lv, "bus.librdkafka", buf, "facility", fac);
 }
 
 static void on_error(rd_kafka_t *rk, int e, const char *reason, void *opaque)
@@ -133,10 +133,10 @@ static void on_error(rd_kafka_t *rk, int e, const char *reason, void *opaque)
     if (e == RD_KAFKA_RESP_ERR__FATAL) {
         rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
         mft_error("bus.fatal", "Kafka producer fatal error", "detail", fatal, "error_kind",
-                  "BUS_UNAVAILABLE", NULL);
+                  "BUS_UNAVAILABLE");
         return;
     }
-    mft_warn("bus.error", reason, "error", rd_kafka_err2name((rd_kafka_resp_err_t)e), NULL);
+    mft_warn("bus.error", reason, "error", rd_kafka_err2name((rd_kafka_resp_err_t)e));
 }
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -246,7 +246,7 @@ void mft_bus_close(struct mft_bus *bus, int timeout_ms)
             char n[32];
             snprintf(n, sizeof(n), "%d", left);
             mft_warn("bus.close", "records not acknowledged at shutdown are dropped", "records", n,
-                     "error_kind", "BUS_UNAVAILABLE", NULL);
+                     "error_kind", "BUS_UNAVAILABLE");
             /* Their delivery reports (ERR__PURGE_*) release the pending structs. */
             rd_kafka_purge(bus->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
             rd_kafka_flush(bus->rk, 1000);
@@ -470,8 +470,8 @@ out:
     return rc;
 }
 
-int mft_bus_consumer_open_all(const char *brokers, const char *topic,
-                              struct mft_bus_consumer **out, struct mft_err *err)
+int mft_bus_consumer_open_all(const char *brokers, const char *topic, struct mft_bus_consumer **out,
+                              struct mft_err *err)
 {
     struct mft_bus_consumer *c = NULL;
     rd_kafka_conf_t *conf = NULL;
@@ -621,14 +621,13 @@ int mft_bus_consumer_poll(struct mft_bus_consumer *c, int timeout_ms, struct mft
         if (e == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
             if (c->n_partitions > 0 && ++c->n_eof >= c->n_partitions)
                 return 0; /* read-all mode: every partition is at its end */
-        }
-        else if (e == RD_KAFKA_RESP_ERR__FATAL || e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
-                 e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
-                 e == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED) {
+        } else if (e == RD_KAFKA_RESP_ERR__FATAL || e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+                   e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+                   e == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED) {
             mft_err_set(err, MFT_E_BUS_UNAVAILABLE, NULL);
             return mft_err_detail(err, "consume: %s (%s)", what, rd_kafka_err2name(e));
         } else {
-            mft_debug("bus.consume", what, "error", rd_kafka_err2name(e), NULL);
+            mft_debug("bus.consume", what, "error", rd_kafka_err2name(e));
         }
         if (past(&dl))
             return 0;

@@ -51,10 +51,10 @@ void mft_uuid4(char out[37]);
 /* --- consumer ------------------------------------------------------------ */
 
 struct mft_bus_record {
-    char *topic, *key;      /* malloc'd */
-    unsigned char *value;   /* malloc'd */
+    char *topic, *key;    /* malloc'd */
+    unsigned char *value; /* malloc'd */
     size_t value_len;
-    char *headers[16][2];   /* malloc'd name/value pairs */
+    char *headers[16][2]; /* malloc'd name/value pairs */
     size_t n_headers;
     int partition;
     long long offset;
@@ -70,8 +70,8 @@ int mft_bus_consumer_open(const char *brokers, const char *topic, const char *gr
 /* Reads every partition of topic from the beginning without joining a
  * group (no rebalance wait); poll then returns 0 once all partitions are at
  * their end. For tools and tests. Returns 0 or -1. */
-int mft_bus_consumer_open_all(const char *brokers, const char *topic,
-                              struct mft_bus_consumer **out, struct mft_err *err);
+int mft_bus_consumer_open_all(const char *brokers, const char *topic, struct mft_bus_consumer **out,
+                              struct mft_err *err);
 
 /* Waits up to timeout_ms for one record. Returns 1 and fills *rec (free with
  * mft_bus_record_free), 0 on timeout, -1 on error. */

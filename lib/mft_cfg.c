@@ -36,14 +36,27 @@ int mft_cfg_size(const struct mft_cfg_var *vars, const char *name, unsigned long
     unsigned long long n = strtoull(v, &end, 10);
     unsigned long long mul = 1;
     switch (*end) {
-    case 'k': case 'K': mul = 1ULL << 10; end++; break;
-    case 'm': case 'M': mul = 1ULL << 20; end++; break;
-    case 'g': case 'G': mul = 1ULL << 30; end++; break;
-    default: break;
+    case 'k':
+    case 'K':
+        mul = 1ULL << 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        mul = 1ULL << 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        mul = 1ULL << 30;
+        end++;
+        break;
+    default:
+        break;
     }
     /* strtoull would take "-1" (as ULLONG_MAX), " 1" and a bare suffix ("M") */
     if (errno || *v < '0' || *v > '9' || *end || n > (~0ULL) / mul) {
-        mft_error("config.invalid", "not a size", "variable", name, "value", v, NULL);
+        mft_error("config.invalid", "not a size", "variable", name, "value", v);
         return -1;
     }
     *out = n * mul;
@@ -59,8 +72,7 @@ int mft_cfg_long(const struct mft_cfg_var *vars, const char *name, long *out)
     errno = 0;
     long n = strtol(v, &end, 10);
     if (errno || end == v || *end || n < 0) {
-        mft_error("config.invalid", "not a non-negative integer", "variable", name, "value", v,
-                  NULL);
+        mft_error("config.invalid", "not a non-negative integer", "variable", name, "value", v);
         return -1;
     }
     *out = n;

@@ -34,11 +34,13 @@ void mft_cfg_usage(FILE *f, const char *usage, const struct mft_cfg_var *vars);
 /* Common variables shared by every service; programs append their own. */
 #define MFT_CFG_COMMON                                                                             \
     {"MFT_REDIS_URL", "redis://127.0.0.1:6379/0", "Redis server (redis://host:port/db)"},          \
-        {"MFT_REDIS_TIMEOUT_MS", "2000", "Redis connect and command timeout in milliseconds"},   \
-        {"MFT_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka bootstrap servers (host:port,...)"},       \
+        {"MFT_REDIS_TIMEOUT_MS", "2000", "Redis connect and command timeout in milliseconds"},     \
+        {"MFT_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka bootstrap servers (host:port,...)"},        \
         {"MFT_MASTER_KEY", NULL,                                                                   \
          "64 hex digits: AES-256-GCM key that wraps private keys in Redis (required)"},            \
         {"MFT_LOG_LEVEL", "info", "debug | info | warn | error"},                                  \
-        {"MFT_PAYLOAD_DIR", "./.run/payloads", "payload store directory (shared volume)"}
+    {                                                                                              \
+        "MFT_PAYLOAD_DIR", "./.run/payloads", "payload store directory (shared volume)"            \
+    }
 
 #endif

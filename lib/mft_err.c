@@ -47,6 +47,7 @@ int mft_err_set(struct mft_err *err, enum mft_err_kind kind, const char *fmt, ..
     if ((int)kind < 0 || kind >= MFT_E__COUNT)
         kind = MFT_E_INTERNAL;
     err->kind = kind;
+    err->detail[0] = '\0'; /* a new error: details are added after */
     if (fmt) {
         va_list ap;
         va_start(ap, fmt);

@@ -21,19 +21,20 @@
     X(NO_MEMORY, "out of memory", "give the service more memory")                                  \
     X(TLS_CLIENT_CERT_MISSING, "the client presented no TLS certificate",                          \
       "configure the partner's AS2 client to send its TLS client certificate")                     \
-    X(TLS_CLIENT_CERT_UNTRUSTED, "the client's TLS certificate is not issued by a trusted CA",    \
+    X(TLS_CLIENT_CERT_UNTRUSTED, "the client's TLS certificate is not issued by a trusted CA",     \
       "register the partner's TLS certificate or its CA with mftctl apply")                        \
-    X(TLS_CLIENT_CERT_NOT_PARTNERS, "the TLS client certificate belongs to another partner",      \
+    X(TLS_CLIENT_CERT_NOT_PARTNERS, "the TLS client certificate belongs to another partner",       \
       "the partner must connect with the certificate registered for it, or register the new one")  \
-    X(TLS_CLIENT_CERT_EXPIRED, "the client's TLS certificate has expired",                        \
+    X(TLS_CLIENT_CERT_EXPIRED, "the client's TLS certificate has expired",                         \
       "the partner must renew its TLS client certificate and send us the new one")                 \
-    X(TLS_CLIENT_CERT_NOT_YET_VALID, "the client's TLS certificate is not yet valid",             \
+    X(TLS_CLIENT_CERT_NOT_YET_VALID, "the client's TLS certificate is not yet valid",              \
       "check the clock of both sides, or wait until the certificate's start date")                 \
-    X(TLS_CLIENT_CERT_NO_CLIENT_AUTH, "the client's TLS certificate is not allowed for clientAuth", \
+    X(TLS_CLIENT_CERT_NO_CLIENT_AUTH,                                                              \
+      "the client's TLS certificate is not allowed for clientAuth",                                \
       "the partner needs a certificate with the TLS Web Client Authentication extended key usage") \
-    X(TLS_NO_COMMON_PROTOCOL, "no common TLS protocol version",                                   \
+    X(TLS_NO_COMMON_PROTOCOL, "no common TLS protocol version",                                    \
       "the partner must enable TLS 1.2 or TLS 1.3")                                                \
-    X(TLS_NO_SHARED_CIPHER, "no shared TLS cipher suite",                                         \
+    X(TLS_NO_SHARED_CIPHER, "no shared TLS cipher suite",                                          \
       "the partner must enable a modern AES-GCM or ChaCha20 cipher suite")                         \
     X(TLS_NOT_TLS, "the peer does not speak TLS", "check the URL scheme and port")                 \
     X(TLS_HANDSHAKE, "the TLS handshake failed", "see the detail for the alert and library error") \
@@ -41,9 +42,9 @@
       "the partner must send the required AS2 headers")                                            \
     X(HTTP_TOO_LARGE, "the message is larger than the configured limit",                           \
       "raise MFT_INGRESS_MAX_BODY or ask the partner to split the file")                           \
-    X(UNKNOWN_STATION, "AS2-To names no station of this gateway",                                 \
+    X(UNKNOWN_STATION, "AS2-To names no station of this gateway",                                  \
       "check the partner's AS2-To setting, or declare the station with mftctl apply")              \
-    X(UNKNOWN_PARTNER, "AS2-From names no partner of this station",                               \
+    X(UNKNOWN_PARTNER, "AS2-From names no partner of this station",                                \
       "declare the partner with mftctl apply, or check its AS2-From setting")                      \
     X(MALFORMED_MESSAGE, "the message is not well-formed MIME / S/MIME",                           \
       "ask the partner to check its AS2 software's output; the detail names the fault")            \
@@ -90,9 +91,10 @@ const char *mft_err_kind_name(enum mft_err_kind kind);
 int mft_err_kind_from_name(const char *name);
 
 /*
- * Fills *err with kind, the message (printf-style; NULL = the kind's default)
- * and the kind's default remedy. Returns -1 so callers can `return mft_err_set(...)`.
- * err may be NULL (then nothing is written).
+ * Starts a new error in *err: kind, the message (printf-style; NULL = the
+ * kind's default), the kind's default remedy, and an empty detail (add detail
+ * with mft_err_detail / mft_err_openssl after this call). Returns -1 so callers can `return
+ * mft_err_set(...)`. err may be NULL (then nothing is written).
  */
 int mft_err_set(struct mft_err *err, enum mft_err_kind kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -110,6 +110,6 @@ void mft_log_write(enum mft_log_level level, const char *file, int line, const c
 
 void mft_fatal_at(const char *file, int line, const char *func, const char *event, const char *msg)
 {
-    mft_log_write(MFT_LOG_ERROR, file, line, func, event, msg, NULL);
+    mft_log_write(MFT_LOG_ERROR, file, line, func, event, msg, (const char *)0);
     exit(1);
 }

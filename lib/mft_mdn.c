@@ -419,7 +419,6 @@ out:
 
 /* ------------------------------------------------------------------ parse */
 
-
 /* Unfolded value of field `name`: its length, -1 when absent, -2 when too long. */
 static int field(const struct mft_mime_entity *e, const char *name, char *dst, size_t cap)
 {

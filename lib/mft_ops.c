@@ -172,7 +172,8 @@ int mft_ops_parse_addr(const char *addr, struct sockaddr_in *out)
     }
     long port = strtol(colon + 1, &end, 10);
     /* strtol alone would take "" (port 0), " 80" and "+80" */
-    if (colon[1] < '0' || colon[1] > '9' || *end || port < 0 || port > 65535 || inet_pton(AF_INET, host, &out->sin_addr) != 1)
+    if (colon[1] < '0' || colon[1] > '9' || *end || port < 0 || port > 65535 ||
+        inet_pton(AF_INET, host, &out->sin_addr) != 1)
         return -1;
     out->sin_port = htons((unsigned short)port);
     return 0;

@@ -234,8 +234,7 @@ void mft_payload_abort(struct mft_payload_writer *w)
 }
 
 int mft_payload_put(struct mft_payload_store *ps, const char *uuid, const char *name,
-                    const void *data, size_t len, struct mft_payload_ref *ref,
-                    struct mft_err *err)
+                    const void *data, size_t len, struct mft_payload_ref *ref, struct mft_err *err)
 {
     struct mft_payload_writer *w = NULL;
     if (mft_payload_begin(ps, uuid, name, &w, err) < 0)

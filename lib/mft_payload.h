@@ -51,8 +51,7 @@ void mft_payload_abort(struct mft_payload_writer *w);
 
 /* Whole-buffer convenience: begin + write + commit. */
 int mft_payload_put(struct mft_payload_store *ps, const char *uuid, const char *name,
-                    const void *data, size_t len, struct mft_payload_ref *ref,
-                    struct mft_err *err);
+                    const void *data, size_t len, struct mft_payload_ref *ref, struct mft_err *err);
 
 /* Removes <dir>/<uuid> and what it holds (used when a message is not kept). */
 void mft_payload_remove_message(struct mft_payload_store *ps, const char *uuid);

@@ -34,22 +34,22 @@ struct mft_keypair {
 struct mft_station {
     char id[64];
     char as2_id[129];
-    struct mft_keypair signing;        /* signs MDNs (and outgoing messages later) */
-    struct mft_keypair encryption[4];  /* [0] current; more during a rollover */
+    struct mft_keypair signing;       /* signs MDNs (and outgoing messages later) */
+    struct mft_keypair encryption[4]; /* [0] current; more during a rollover */
     size_t n_encryption;
-    struct mft_keypair tls;            /* TLS server certificate of ingress */
-    char *tls_cert_pem;                /* tls.cert + chain as PEM, for GnuTLS */
-    char *tls_key_pem;                 /* tls.key as PKCS#8 PEM, for GnuTLS; wiped on free */
+    struct mft_keypair tls; /* TLS server certificate of ingress */
+    char *tls_cert_pem;     /* tls.cert + chain as PEM, for GnuTLS */
+    char *tls_key_pem;      /* tls.key as PKCS#8 PEM, for GnuTLS; wiped on free */
 };
 
 struct mft_partner {
     char id[64];
     char station_id[64];
     char as2_id[129];
-    X509 *signing_cert;             /* verifies the partner's signatures; may be NULL */
-    X509 *encryption_cert;          /* for sending later; may be NULL */
-    STACK_OF(X509) * tls_certs;     /* client certificates accepted as this partner */
-    STACK_OF(X509) * tls_cas;       /* CAs: any certificate they issue is this partner */
+    X509 *signing_cert;         /* verifies the partner's signatures; may be NULL */
+    X509 *encryption_cert;      /* for sending later; may be NULL */
+    STACK_OF(X509) * tls_certs; /* client certificates accepted as this partner */
+    STACK_OF(X509) * tls_cas;   /* CAs: any certificate they issue is this partner */
     int require_signature;
     int require_encryption;
     enum mft_mdn_signing mdn_signing;
@@ -72,7 +72,7 @@ struct mft_registry {
  * err set (a record that does not parse names the record in err->detail).
  */
 int mft_registry_load(struct mft_store *store, const unsigned char master_key[32],
-                       struct mft_registry **out, struct mft_err *err);
+                      struct mft_registry **out, struct mft_err *err);
 
 /* Reference counting (thread-safe). unref frees at zero; both accept NULL. */
 struct mft_registry *mft_registry_ref(struct mft_registry *reg);

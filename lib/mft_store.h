@@ -77,8 +77,8 @@ int mft_store_message_put(struct mft_store *st, const char *uuid, const char *st
 
 /* Reads field `field` of mft:msg:<uuid>. Returns 0 and malloc'd *value, 1 when
  * absent, -1 on error. */
-int mft_store_message_field(struct mft_store *st, const char *uuid, const char *field,
-                            char **value, struct mft_err *err);
+int mft_store_message_field(struct mft_store *st, const char *uuid, const char *field, char **value,
+                            struct mft_err *err);
 
 /* Lists the newest `limit` message uuids (all stations when station_id is NULL). */
 int mft_store_list_messages(struct mft_store *st, const char *station_id, size_t limit,

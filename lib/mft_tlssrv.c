@@ -119,7 +119,8 @@ static gnutls_x509_crt_t to_gnutls(X509 *x)
     if (len <= 0)
         return NULL;
     gnutls_datum_t d = {der, (unsigned)len};
-    if (gnutls_x509_crt_init(&crt) < 0 || gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_DER) < 0) {
+    if (gnutls_x509_crt_init(&crt) < 0 ||
+        gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_DER) < 0) {
         gnutls_x509_crt_deinit(crt);
         crt = NULL;
     }
@@ -221,12 +222,18 @@ int mft_tlssrv_ready(struct mft_tlssrv *srv)
 static const char *version_name(unsigned v)
 {
     switch (v) {
-    case 0x0300: return "SSL3.0";
-    case 0x0301: return "TLS1.0";
-    case 0x0302: return "TLS1.1";
-    case 0x0303: return "TLS1.2";
-    case 0x0304: return "TLS1.3";
-    default: return "unknown";
+    case 0x0300:
+        return "SSL3.0";
+    case 0x0301:
+        return "TLS1.0";
+    case 0x0302:
+        return "TLS1.1";
+    case 0x0303:
+        return "TLS1.2";
+    case 0x0304:
+        return "TLS1.3";
+    default:
+        return "unknown";
     }
 }
 
@@ -426,7 +433,8 @@ static int verify(gnutls_session_t session)
             goto out;
         }
     }
-    gnutls_typed_vdata_st purpose = {GNUTLS_DT_KEY_PURPOSE_OID, (unsigned char *)OID_CLIENT_AUTH, 0};
+    gnutls_typed_vdata_st purpose = {GNUTLS_DT_KEY_PURPOSE_OID, (unsigned char *)OID_CLIENT_AUTH,
+                                     0};
     unsigned status = 0;
     int vr = gnutls_x509_trust_list_verify_crt2(c->snap->cas, chain, n_chain, &purpose, 1, 0,
                                                 &status, NULL);
@@ -454,8 +462,9 @@ out:
     if (rc < 0 && c->peer) {
         struct mft_x509_facts f;
         mft_x509_facts(c->peer, &f);
-        mft_err_detail(&c->verify_err, "client certificate subject=%s issuer=%s serial=%s "
-                                       "sha256=%s valid %s..%s",
+        mft_err_detail(&c->verify_err,
+                       "client certificate subject=%s issuer=%s serial=%s "
+                       "sha256=%s valid %s..%s",
                        f.subject, f.issuer, f.serial, f.sha256, f.not_before, f.not_after);
     }
     for (unsigned i = 0; i < n_chain; i++)

@@ -134,45 +134,45 @@ int main(int argc, char **argv)
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
         rd_kafka_conf_destroy(conf);
-        mft_error("devbroker.config", errstr, NULL);
+        mft_error("devbroker.config", errstr);
         goto out;
     }
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
     if (!rk) {
-        mft_error("devbroker.start", errstr, NULL);
+        mft_error("devbroker.start", errstr);
         goto out;
     }
     mc = rd_kafka_mock_cluster_new(rk, 1);
     if (!mc) {
-        mft_error("devbroker.start", "rd_kafka_mock_cluster_new failed", NULL);
+        mft_error("devbroker.start", "rd_kafka_mock_cluster_new failed");
         goto out;
     }
     for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++) {
         rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(mc, topics[i], (int)partitions, 1);
         if (e) {
-            mft_error("devbroker.topic", rd_kafka_err2str(e), "topic", topics[i], NULL);
+            mft_error("devbroker.topic", rd_kafka_err2str(e), "topic", topics[i]);
             goto out;
         }
     }
     const char *addr = rd_kafka_mock_cluster_bootstraps(mc);
     if (!addr || !*addr) {
-        mft_error("devbroker.start", "mock cluster has no bootstrap address", NULL);
+        mft_error("devbroker.start", "mock cluster has no bootstrap address");
         goto out;
     }
     if (write_addr_file(addr_file, addr) != 0) {
-        mft_error("devbroker.addr_file", strerror(errno), "file", addr_file, NULL);
+        mft_error("devbroker.addr_file", strerror(errno), "file", addr_file);
         goto out;
     }
     printf("%s\n", addr);
     fflush(stdout);
     mft_info("devbroker.ready", "embedded Kafka broker listening", "brokers", addr, "file",
-             addr_file, NULL);
+             addr_file);
 
     while (!stop_flag) {
         struct timespec ts = {0, 100 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
-    mft_info("devbroker.stop", "shutting down", NULL);
+    mft_info("devbroker.stop", "shutting down");
     unlink(addr_file); /* a stale address would point clients at a closed port */
     rc = 0;
 out:

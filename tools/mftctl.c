@@ -59,7 +59,7 @@ struct ctl {
 
 static int open_store(struct ctl *c)
 {
-    struct mft_err err;
+    struct mft_err err = {0};
     if (c->store)
         return 0;
     mft_err_clear(&err);
@@ -148,7 +148,7 @@ static json_t *cert_view(const X509 *x)
 static json_t *pem_view(const char *pem, time_t *earliest, json_t **chain_views)
 {
     STACK_OF(X509) *certs = NULL;
-    struct mft_err err;
+    struct mft_err err = {0};
     json_t *v = NULL;
 
     if (chain_views)
@@ -555,7 +555,7 @@ static void check_validity(struct apply *a, const char *path, const X509 *x)
 static STACK_OF(X509) * load_certs_at(struct apply *a, const char *jpath, const char *file)
 {
     char full[PATH_MAX];
-    struct mft_err err;
+    struct mft_err err = {0};
     STACK_OF(X509) *certs = NULL;
     mft_err_clear(&err);
     if (resolve(a, file, full, sizeof(full)) != 0) {
@@ -584,7 +584,7 @@ static char *wrap_key(struct apply *a, const char *jpath, const EVP_PKEY *key,
                       const char *station_id)
 {
     char *pem = NULL, *wrapped = NULL;
-    struct mft_err err;
+    struct mft_err err = {0};
     mft_err_clear(&err);
     if (!a->have_mk)
         return NULL; /* reported once */
@@ -606,7 +606,7 @@ static json_t *keypair_record(struct apply *a, const json_t *spec, const char *j
     static const char *const allowed[] = {"cert",  "key",   "password", "pkcs12",
                                           "alias", "chain", NULL};
     char sub[256], full[PATH_MAX];
-    struct mft_err err;
+    struct mft_err err = {0};
     X509 *cert = NULL;
     EVP_PKEY *key = NULL;
     STACK_OF(X509) *chain = sk_X509_new_null(), *extra = NULL;
@@ -833,7 +833,7 @@ static json_t *cert_list_record(struct apply *a, const json_t *arr, const char *
         for (int k = 0; certs && k < sk_X509_num(certs); k++) {
             X509 *x = sk_X509_value(certs, k);
             char *pem = NULL;
-            struct mft_err err;
+            struct mft_err err = {0};
             if (want_ca && X509_check_ca(x) == 0) {
                 char subj[256];
                 mft_x509_subject(x, subj, sizeof(subj));
@@ -859,7 +859,7 @@ static int station_known(struct apply *a, const char *id)
     size_t i;
     const json_t *st;
     char *json = NULL;
-    struct mft_err err;
+    struct mft_err err = {0};
     json_array_foreach(a->stations, i, st)
     {
         const char *sid = json_string_value(json_object_get(st, "id"));
@@ -894,7 +894,7 @@ static void apply_partner(struct apply *a, const json_t *pt, size_t idx)
     json_t *tls_certs = NULL, *tls_cas = NULL, *rec = NULL;
     int req_sig = 1, req_enc = 1;
     const char *mdn = "if-requested";
-    struct mft_err err;
+    struct mft_err err = {0};
 
     snprintf(path, sizeof(path), "partners[%zu]", idx);
     if (!json_is_object(pt)) {
@@ -1021,13 +1021,13 @@ static void apply_check_unique(struct apply *a)
     for (int kind = 0; kind < 2; kind++) {
         char **ids = NULL;
         size_t n = 0;
-        struct mft_err err;
+        struct mft_err err = {0};
         if ((kind ? mft_store_list_partners : mft_store_list_stations)(a->ctl->store, &ids, &n,
                                                                        &err) != 0) {
             aerr_mft(a, "redis", &err);
             return;
         }
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; ids && i < n; i++) {
             char *json = NULL;
             if ((kind ? mft_store_get_partner : mft_store_get_station)(a->ctl->store, ids[i], &json,
                                                                        &err) != 0)
@@ -1061,7 +1061,7 @@ static int cmd_apply(struct ctl *c, int argc, char **argv)
     size_t len = 0;
     json_t *root = NULL;
     json_error_t jerr;
-    struct mft_err err;
+    struct mft_err err = {0};
     int rc = EXIT_ERR;
 
     if (parse_opts(argc, argv, &o) != 0)
@@ -1172,7 +1172,7 @@ out:
 static json_t *load_record(struct ctl *c, int station, const char *id, int *absent)
 {
     char *json = NULL;
-    struct mft_err err;
+    struct mft_err err = {0};
     json_t *rec;
     *absent = 0;
     int r = (station ? mft_store_get_station : mft_store_get_partner)(c->store, id, &json, &err);
@@ -1207,7 +1207,7 @@ static int get_configs(struct ctl *c, int station)
 {
     char **ids = NULL;
     size_t n = 0;
-    struct mft_err err;
+    struct mft_err err = {0};
     json_t *all = json_array();
     struct table t = {.ncol = station ? 5 : 6};
     int rc = EXIT_ERR;
@@ -1309,7 +1309,7 @@ static int get_messages(struct ctl *c, const struct opts *o)
 {
     char **uuids = NULL;
     size_t n = 0;
-    struct mft_err err;
+    struct mft_err err = {0};
     json_t *all = json_array();
     struct table t = {.ncol = 8};
     int rc = EXIT_ERR;
@@ -1410,7 +1410,7 @@ static int cmd_describe(struct ctl *c, int argc, char **argv)
     if (kind == 2) {
         char **kv = NULL;
         size_t cnt = 0;
-        struct mft_err err;
+        struct mft_err err = {0};
         int r = mft_store_message_get(c->store, id, &kv, &cnt, &err);
         if (r < 0) {
             print_err(id, &err);

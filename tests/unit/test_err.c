@@ -116,8 +116,16 @@ static void test_clear_and_detail(void **state)
     assert_string_equal(err.detail, "first 1; second");
     mft_err_detail(&err, "%s", "third");
     assert_string_equal(err.detail, "first 1; second; third");
-    /* set keeps kind/message/remedy consistent and leaves the detail alone */
+    /* set starts a new error: a stale detail (or uninitialised bytes) never
+     * leaks into it */
     mft_err_set(&err, MFT_E_DECRYPT_FAILED, NULL);
+    assert_string_equal(err.detail, "");
+    memset(err.detail, 0x41, sizeof(err.detail));
+    mft_err_set(&err, MFT_E_DECRYPT_FAILED, NULL);
+    assert_string_equal(err.detail, "");
+    mft_err_detail(&err, "first %d", 1);
+    mft_err_detail(&err, "second");
+    mft_err_detail(&err, "%s", "third");
     assert_string_equal(err.detail, "first 1; second; third");
 
     /* bound: a huge detail is truncated and terminated, later appends do not overflow */
