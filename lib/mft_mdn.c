@@ -11,6 +11,8 @@
  * struct mft_mdn; building returns malloc'd buffers the caller frees.
  */
 #include "mft_mdn.h"
+#include "mft_as2_send.h"
+#include "mft_buf.h"
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -153,46 +155,15 @@ int mft_mdn_parse_options(const char *dno, struct mft_mdn_options *out, struct m
 
 /* ------------------------------------------------------------------ build */
 
-struct buf {
-    unsigned char *p;
-    size_t len, cap;
-    int oom;
-};
-
-static void buf_add(struct buf *b, const void *data, size_t n)
-{
-    if (b->oom || n == 0)
-        return;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n)
-            cap *= 2;
-        unsigned char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, data, n);
-    b->len += n;
-}
-
-static void buf_str(struct buf *b, const char *s)
-{
-    buf_add(b, s, strlen(s));
-}
-
 /* Adds "Name: value\r\n". */
-static void buf_field(struct buf *b, const char *name, const char *prefix, const char *value)
+static void buf_field(struct mft_buf *b, const char *name, const char *prefix, const char *value)
 {
-    buf_str(b, name);
-    buf_str(b, ": ");
+    mft_buf_str(b, name);
+    mft_buf_str(b, ": ");
     if (prefix)
-        buf_str(b, prefix);
-    buf_str(b, value);
-    buf_str(b, "\r\n");
+        mft_buf_str(b, prefix);
+    mft_buf_str(b, value);
+    mft_buf_str(b, "\r\n");
 }
 
 static int check_field(const char *name, const char *v, int required, struct mft_err *err)
@@ -211,40 +182,27 @@ static int check_field(const char *name, const char *v, int required, struct mft
     return 0;
 }
 
-static int make_boundary(char *out, size_t outlen, struct mft_err *err)
-{
-    unsigned char rnd[16];
-    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-        mft_err_set(err, MFT_E_INTERNAL, "RAND_bytes failed");
-        return mft_err_openssl(err);
-    }
-    int n = snprintf(out, outlen, "----=_Part_mft_");
-    for (size_t i = 0; i < sizeof(rnd) && n > 0 && (size_t)n + 3 <= outlen; i++)
-        n += snprintf(out + n, outlen - (size_t)n, "%02x", rnd[i]);
-    return 0;
-}
-
 /* Appends text with every line end written as CRLF, ending with CRLF. */
-static void buf_text_crlf(struct buf *b, const char *text)
+static void buf_text_crlf(struct mft_buf *b, const char *text)
 {
     const char *p = text;
     size_t n = strlen(text);
     for (size_t i = 0; i < n; i++) {
         if (text[i] == '\r' || text[i] == '\n') {
-            buf_add(b, p, (size_t)(text + i - p));
-            buf_str(b, "\r\n");
+            mft_buf_add(b, p, (size_t)(text + i - p));
+            mft_buf_str(b, "\r\n");
             if (text[i] == '\r' && i + 1 < n && text[i + 1] == '\n')
                 i++;
             p = text + i + 1;
         }
     }
-    buf_add(b, p, (size_t)(text + n - p));
+    mft_buf_add(b, p, (size_t)(text + n - p));
     if (n == 0 || (text[n - 1] != '\n' && text[n - 1] != '\r'))
-        buf_str(b, "\r\n");
+        mft_buf_str(b, "\r\n");
 }
 
 /* The multipart/report body (from its first delimiter to the closing one + CRLF). */
-static void build_report_body(struct buf *b, const struct mft_mdn_info *info, const char *bnd)
+static void build_report_body(struct mft_buf *b, const struct mft_mdn_info *info, const char *bnd)
 {
     const char *text = info->text;
     char deftext[1200];
@@ -260,64 +218,50 @@ static void build_report_body(struct buf *b, const struct mft_mdn_info *info, co
         if (*t >= 0x80)
             eight_bit = 1;
 
-    buf_str(b, "--");
-    buf_str(b, bnd);
-    buf_str(b, "\r\n");
-    buf_str(b, eight_bit ? "Content-Type: text/plain; charset=utf-8\r\n"
-                           "Content-Transfer-Encoding: 8bit\r\n\r\n"
-                         : "Content-Type: text/plain; charset=us-ascii\r\n"
-                           "Content-Transfer-Encoding: 7bit\r\n\r\n");
+    mft_buf_str(b, "--");
+    mft_buf_str(b, bnd);
+    mft_buf_str(b, "\r\n");
+    mft_buf_str(b, eight_bit ? "Content-Type: text/plain; charset=utf-8\r\n"
+                               "Content-Transfer-Encoding: 8bit\r\n\r\n"
+                             : "Content-Type: text/plain; charset=us-ascii\r\n"
+                               "Content-Transfer-Encoding: 7bit\r\n\r\n");
     buf_text_crlf(b, text);
-    buf_str(b, "\r\n--");
-    buf_str(b, bnd);
-    buf_str(b, "\r\nContent-Type: message/disposition-notification\r\n"
-               "Content-Transfer-Encoding: 7bit\r\n\r\n");
+    mft_buf_str(b, "\r\n--");
+    mft_buf_str(b, bnd);
+    mft_buf_str(b, "\r\nContent-Type: message/disposition-notification\r\n"
+                   "Content-Transfer-Encoding: 7bit\r\n\r\n");
     buf_field(b, "Reporting-UA", NULL, info->reporting_ua);
     if (info->original_recipient && *info->original_recipient)
         buf_field(b, "Original-Recipient", "rfc822; ", info->original_recipient);
     buf_field(b, "Final-Recipient", "rfc822; ", info->final_recipient);
     if (info->original_message_id && *info->original_message_id)
         buf_field(b, "Original-Message-ID", NULL, info->original_message_id);
-    buf_str(b, "Disposition: ");
-    buf_str(b, info->disposition_mode && *info->disposition_mode
-                   ? info->disposition_mode
-                   : "automatic-action/MDN-sent-automatically");
-    buf_str(b, "; ");
-    buf_str(b, info->disposition);
-    buf_str(b, "\r\n");
+    mft_buf_str(b, "Disposition: ");
+    mft_buf_str(b, info->disposition_mode && *info->disposition_mode
+                       ? info->disposition_mode
+                       : "automatic-action/MDN-sent-automatically");
+    mft_buf_str(b, "; ");
+    mft_buf_str(b, info->disposition);
+    mft_buf_str(b, "\r\n");
     if (info->mic_b64 && *info->mic_b64) {
-        buf_str(b, "Received-Content-MIC: ");
-        buf_str(b, info->mic_b64);
-        buf_str(b, ", ");
-        buf_str(b, info->mic_alg);
-        buf_str(b, "\r\n");
+        mft_buf_str(b, "Received-Content-MIC: ");
+        mft_buf_str(b, info->mic_b64);
+        mft_buf_str(b, ", ");
+        mft_buf_str(b, info->mic_alg);
+        mft_buf_str(b, "\r\n");
     }
-    buf_str(b, "\r\n--");
-    buf_str(b, bnd);
-    buf_str(b, "--\r\n");
-}
-
-/* Appends base64 of data in lines of 76 characters, each ending in CRLF. */
-static void buf_base64(struct buf *b, const unsigned char *data, size_t len)
-{
-    unsigned char line[77];
-    for (size_t off = 0; off < len; off += 57) {
-        size_t n = len - off < 57 ? len - off : 57;
-        int w = EVP_EncodeBlock(line, data + off, (int)n);
-        buf_add(b, line, (size_t)w);
-        buf_str(b, "\r\n");
-    }
+    mft_buf_str(b, "\r\n--");
+    mft_buf_str(b, bnd);
+    mft_buf_str(b, "--\r\n");
 }
 
 int mft_mdn_build(const struct mft_mdn_info *info, const struct mft_keypair *signer,
                   const char *sign_md, char **content_type, unsigned char **body, size_t *body_len,
                   struct mft_err *err)
 {
-    struct buf report = {0}, outer = {0};
-    unsigned char *der = NULL;
-    size_t der_len = 0;
+    struct mft_buf report = {0}, outer = {0};
     char *ct = NULL;
-    char rb[64], sb[64];
+    char rb[64];
     int rc = -1;
 
     if (!content_type || !body || !body_len || !info)
@@ -338,7 +282,7 @@ int mft_mdn_build(const struct mft_mdn_info *info, const struct mft_keypair *sig
         mft_err_set(err, MFT_E_INTERNAL, "MDN text is longer than 64 KiB");
         goto out;
     }
-    if (make_boundary(rb, sizeof(rb), err) < 0 || make_boundary(sb, sizeof(sb), err) < 0)
+    if (mft_as2_boundary(rb, sizeof(rb), err) < 0)
         goto out;
 
     char report_ct[160];
@@ -368,38 +312,14 @@ int mft_mdn_build(const struct mft_mdn_info *info, const struct mft_keypair *sig
         goto out;
     }
     /* The signed entity: the report's MIME headers + its body. */
-    buf_str(&report, "Content-Type: ");
-    buf_str(&report, report_ct);
-    buf_str(&report, "\r\n\r\n");
+    mft_buf_str(&report, "Content-Type: ");
+    mft_buf_str(&report, report_ct);
+    mft_buf_str(&report, "\r\n\r\n");
     build_report_body(&report, info, rb);
     if (report.oom)
         goto oom;
-    if (mft_smime_sign_detached(report.p, report.len, signer, ossl, &der, &der_len, err) < 0)
+    if (mft_as2_sign_entity(report.p, report.len, signer, ossl, 0, &ct, &outer, err) < 0)
         goto out;
-
-    buf_str(&outer, "--");
-    buf_str(&outer, sb);
-    buf_str(&outer, "\r\n");
-    buf_add(&outer, report.p, report.len);
-    buf_str(&outer, "\r\n--");
-    buf_str(&outer, sb);
-    buf_str(&outer, "\r\nContent-Type: application/pkcs7-signature; name=smime.p7s\r\n"
-                    "Content-Transfer-Encoding: base64\r\n"
-                    "Content-Disposition: attachment; filename=smime.p7s\r\n\r\n");
-    buf_base64(&outer, der, der_len);
-    buf_str(&outer, "\r\n--");
-    buf_str(&outer, sb);
-    buf_str(&outer, "--\r\n");
-    if (outer.oom)
-        goto oom;
-    size_t ctlen = 160 + strlen(sb);
-    ct = malloc(ctlen);
-    if (!ct)
-        goto oom;
-    snprintf(ct, ctlen,
-             "multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=%s; "
-             "boundary=\"%s\"",
-             rfc, sb);
     *content_type = ct;
     *body = outer.p;
     *body_len = outer.len;
@@ -412,7 +332,6 @@ oom:
 out:
     free(report.p);
     free(outer.p);
-    free(der);
     free(ct);
     return rc;
 }
