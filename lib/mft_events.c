@@ -8,11 +8,14 @@
 #include "mft/v1/events.pb-c.h"
 
 #include <stdlib.h>
+#include <openssl/evp.h>
 #include <string.h>
 
 static const struct mft_event_type types[] = {
     {MFT_CE_MESSAGE_RECEIVED, MFT_TOPIC_INBOUND, &mft__v1__message_received__descriptor},
     {MFT_CE_CONNECTION_REJECTED, MFT_TOPIC_STATUS, &mft__v1__connection_rejected__descriptor},
+    {MFT_CE_SEND_REQUESTED, MFT_TOPIC_OUTBOUND, &mft__v1__send_requested__descriptor},
+    {MFT_CE_DELIVERY_UPDATED, MFT_TOPIC_STATUS, &mft__v1__delivery_updated__descriptor},
     {NULL, NULL, NULL},
 };
 
@@ -124,7 +127,18 @@ static json_t *value_json(const ProtobufCFieldDescriptor *f, const void *p)
         const ProtobufCMessage *m = *(ProtobufCMessage *const *)p;
         return m ? message_json(m) : json_null();
     }
-    case PROTOBUF_C_TYPE_BYTES:
+    case PROTOBUF_C_TYPE_BYTES: { /* base64, as in the proto3 JSON mapping */
+        const ProtobufCBinaryData *b = p;
+        size_t n = 4 * ((b->len + 2) / 3) + 1;
+        char *txt = malloc(n);
+        if (!txt || b->len > 0x7fffffff)
+            return free(txt), json_null();
+        EVP_EncodeBlock((unsigned char *)txt, b->data ? b->data : (const unsigned char *)"",
+                        (int)b->len);
+        json_t *j = json_string(txt);
+        free(txt);
+        return j;
+    }
     default:
         return json_null();
     }

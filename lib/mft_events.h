@@ -12,6 +12,8 @@
 
 #define MFT_CE_MESSAGE_RECEIVED "mft.message.received.v1"
 #define MFT_CE_CONNECTION_REJECTED "mft.connection.rejected.v1"
+#define MFT_CE_SEND_REQUESTED "mft.send.requested.v1"
+#define MFT_CE_DELIVERY_UPDATED "mft.delivery.updated.v1"
 
 struct mft_event_type {
     const char *ce_type;

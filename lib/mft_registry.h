@@ -40,6 +40,44 @@ struct mft_station {
     struct mft_keypair tls; /* TLS server certificate of ingress */
     char *tls_cert_pem;     /* tls.cert + chain as PEM, for GnuTLS */
     char *tls_key_pem;      /* tls.key as PKCS#8 PEM, for GnuTLS; wiped on free */
+    /* TLS client certificate egress presents to partners ("tls_client" in the
+     * apply file; defaults to tls when absent). PEM copies for libcurl. */
+    struct mft_keypair tls_client;
+    char *tls_client_cert_pem; /* cert + chain */
+    char *tls_client_key_pem;  /* PKCS#8; wiped on free */
+    char async_mdn_url[512];   /* where partners send async MDNs ("" = ingress not public) */
+};
+
+enum mft_compress_order {
+    MFT_COMPRESS_NONE = 0,
+    MFT_COMPRESS_BEFORE_SIGNING,
+    MFT_COMPRESS_AFTER_SIGNING,
+};
+
+enum mft_mdn_request { MFT_MDN_REQUEST_SYNC = 0, MFT_MDN_REQUEST_ASYNC, MFT_MDN_REQUEST_NONE };
+
+/* How we send to a partner (the "send" object of the apply file). */
+struct mft_partner_send {
+    int enabled;               /* a "send" object was given */
+    char url[1024];            /* the partner's AS2 URL (https:// or http://) */
+    STACK_OF(X509) * tls_server_certs; /* accepted server certificates (exact) */
+    STACK_OF(X509) * tls_server_cas;   /* or CAs that issue the server certificate */
+    char tls_server_pins[4][64];       /* or pinned keys: base64 SHA-256 of the SPKI */
+    size_t n_pins;
+    char sign_md[16];           /* "sha256" ... ; "" = unsigned */
+    char cipher[32];            /* "aes-256-cbc" ... ; "" = unencrypted */
+    int rsa_oaep;               /* RSAES-OAEP key transport */
+    enum mft_compress_order compress;
+    int base64;                 /* Content-Transfer-Encoding base64 */
+    int old_micalg_names;       /* "sha1" instead of "sha-1" (RFC 3851 partners) */
+    int content_length;         /* send Content-Length instead of chunked */
+    enum mft_mdn_request mdn;   /* sync (default), async, none */
+    int mdn_signed;             /* ask for a signed MDN (default 1) */
+    long mdn_timeout_s;         /* async MDN deadline (default 3600) */
+    long timeout_s;             /* HTTP request timeout (default 120) */
+    long max_attempts;          /* transport retries, including the first (default 10) */
+    long retry_base_s;          /* first back-off (default 30), doubled each time */
+    long retry_max_s;           /* back-off ceiling (default 3600) */
 };
 
 struct mft_partner {
@@ -53,6 +91,7 @@ struct mft_partner {
     int require_signature;
     int require_encryption;
     enum mft_mdn_signing mdn_signing;
+    struct mft_partner_send send;
     const struct mft_station *station; /* resolved at load */
 };
 

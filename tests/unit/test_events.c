@@ -105,7 +105,15 @@ static void test_catalogue(void **state)
         assert_non_null(e->topic);
         assert_non_null(e->descriptor);
     }
-    assert_int_equal(n, 2);
+    assert_int_equal(n, 4);
+    t = mft_event_type_find(MFT_CE_SEND_REQUESTED);
+    assert_non_null(t);
+    assert_string_equal(t->topic, "mft.outbound.v1");
+    assert_ptr_equal(t->descriptor, &mft__v1__send_requested__descriptor);
+    t = mft_event_type_find(MFT_CE_DELIVERY_UPDATED);
+    assert_non_null(t);
+    assert_string_equal(t->topic, "mft.status.v1");
+    assert_ptr_equal(t->descriptor, &mft__v1__delivery_updated__descriptor);
 }
 
 static void test_message_received(void **state)
