@@ -68,7 +68,21 @@
     X(BUS_UNAVAILABLE, "Kafka did not acknowledge the event",                                      \
       "check MFT_KAFKA_BROKERS and the Kafka cluster")                                             \
     X(CONNECT, "connection failed", "check that the peer is up and reachable")                     \
-    X(TIMEOUT, "the operation timed out", "check the peer and the network")
+    X(TIMEOUT, "the operation timed out", "check the peer and the network")                        \
+    X(DNS, "the host name does not resolve", "check the host name in the URL and the DNS service") \
+    X(TLS_SERVER_UNTRUSTED,                                                                        \
+      "the server's TLS certificate matches no registered certificate, CA or key pin",             \
+      "register the partner's TLS server certificate (named in the detail), its CA or its pin")    \
+    X(TLS_SERVER_EXPIRED, "the server's TLS certificate has expired or is not yet valid",          \
+      "the partner must renew its TLS server certificate; check the clocks of both sides")         \
+    X(TLS_SERVER_NAME_MISMATCH, "the server's TLS certificate is not for the host of the URL",     \
+      "check the host in the partner's URL, or register the server certificate itself")            \
+    X(HTTP_STATUS, "the peer answered with an HTTP error status",                                  \
+      "see the detail for the status; 5xx, 408 and 429 are retried, other statuses are not")       \
+    X(HTTP_RESPONSE_TOO_LARGE, "the peer's HTTP answer is larger than the configured limit",       \
+      "check that the URL is the partner's AS2 endpoint, or raise the response limit")             \
+    X(HTTP_RESPONSE_INVALID, "the peer's answer is not valid HTTP",                                \
+      "check the scheme, host and port of the partner's URL")
 
 enum mft_err_kind {
 #define MFT_ERR_ENUM_(name, msg, remedy) MFT_E_##name,
