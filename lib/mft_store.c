@@ -745,8 +745,24 @@ int mft_store_message_field(struct mft_store *st, const char *uuid, const char *
     return rc;
 }
 
+/* The newest `limit` members of <base>[:<station_id>] (a ZSET by time). */
+static int list_newest(struct mft_store *st, const char *base, const char *station_id, size_t limit,
+                       char ***uuids, size_t *n, struct mft_err *err);
+
 int mft_store_list_messages(struct mft_store *st, const char *station_id, size_t limit,
                             char ***uuids, size_t *n, struct mft_err *err)
+{
+    return list_newest(st, "mft:msgs", station_id, limit, uuids, n, err);
+}
+
+int mft_store_list_out(struct mft_store *st, const char *station_id, size_t limit, char ***uuids,
+                       size_t *n, struct mft_err *err)
+{
+    return list_newest(st, "mft:outs", station_id, limit, uuids, n, err);
+}
+
+static int list_newest(struct mft_store *st, const char *base, const char *station_id, size_t limit,
+                       char ***uuids, size_t *n, struct mft_err *err)
 {
     char *k = NULL;
     char stop[32];
@@ -763,7 +779,7 @@ int mft_store_list_messages(struct mft_store *st, const char *station_id, size_t
         rc = 0;
         goto out;
     }
-    k = station_id ? str_fmt("mft:msgs:%s", station_id) : str_fmt("mft:msgs");
+    k = station_id ? str_fmt("%s:%s", base, station_id) : str_fmt("%s", base);
     if (!k) {
         mft_err_set(err, MFT_E_NO_MEMORY, NULL);
         goto out;
@@ -780,14 +796,30 @@ out:
     return rc;
 }
 
+static int hash_get(struct mft_store *st, const char *prefix, const char *uuid, char ***kv,
+                    size_t *count, struct mft_err *err);
+
 int mft_store_message_get(struct mft_store *st, const char *uuid, char ***kv, size_t *count,
                           struct mft_err *err)
+{
+    return hash_get(st, "mft:msg:", uuid, kv, count, err);
+}
+
+int mft_store_out_get(struct mft_store *st, const char *uuid, char ***kv, size_t *count,
+                      struct mft_err *err)
+{
+    return hash_get(st, "mft:out:", uuid, kv, count, err);
+}
+
+/* HGETALL <prefix><uuid>: 0, 1 when absent, -1. */
+static int hash_get(struct mft_store *st, const char *prefix, const char *uuid, char ***kv,
+                    size_t *count, struct mft_err *err)
 {
     *kv = NULL;
     *count = 0;
     if (check_id("message uuid", uuid, 0, err))
         return -1;
-    char *k = str_fmt("mft:msg:%s", uuid);
+    char *k = str_fmt("%s%s", prefix, uuid);
     if (!k)
         return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
     const char *a[] = {"HGETALL", k};
@@ -803,4 +835,242 @@ int mft_store_message_get(struct mft_store *st, const char *uuid, char ***kv, si
         rc = 1;
     }
     return rc;
+}
+
+/* --- outgoing messages ---------------------------------------------------- */
+
+/* mft:out:mid:<sha256-hex of the Message-ID without angle brackets> */
+static char *mid_key(const char *mid)
+{
+    char hex[65], *bare = NULL, *k = NULL;
+    size_t n = strlen(mid);
+    if (n >= 2 && mid[0] == '<' && mid[n - 1] == '>')
+        bare = strndup(mid + 1, n - 2);
+    else
+        bare = strdup(mid);
+    if (!bare)
+        return NULL;
+    sha256_hex(bare, hex);
+    if (hex[0])
+        k = str_fmt("mft:out:mid:%s", hex);
+    free(bare);
+    return k;
+}
+
+static int check_schedule(const char *s, struct mft_err *err)
+{
+    if (s && strcmp(s, MFT_STORE_OUT_RETRY) != 0 && strcmp(s, MFT_STORE_OUT_MDN) != 0)
+        return mft_err_set(err, MFT_E_INTERNAL, "mft_store: unknown schedule \"%s\"", s);
+    return 0;
+}
+
+int mft_store_out_claim(struct mft_store *st, const char *request_id, const char *uuid, long ttl_s,
+                        char *existing, size_t existing_len, struct mft_err *err)
+{
+    char ttl[32];
+    int rc = -1;
+    if (existing && existing_len)
+        existing[0] = '\0';
+    if (check_id("request id", request_id, 0, err) || check_id("message uuid", uuid, 0, err))
+        return -1;
+    char *k = str_fmt("mft:out:req:%s", request_id);
+    if (!k)
+        return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+    snprintf(ttl, sizeof(ttl), "%ld", ttl_s > 0 ? ttl_s : 2592000L);
+    const char *a[] = {"SET", k, uuid, "NX", "EX", ttl, "GET"};
+    redisReply *r = run1(st, err, 7, a);
+    if (!r)
+        goto out;
+    if (r->type == REDIS_REPLY_NIL) {
+        rc = 1;
+    } else if (r->type == REDIS_REPLY_STRING && existing && r->len < existing_len) {
+        memcpy(existing, r->str, r->len);
+        existing[r->len] = '\0';
+        rc = 0;
+    } else {
+        mft_err_set(err, MFT_E_STORE_UNAVAILABLE, "unexpected Redis reply to SET NX GET on %s", k);
+    }
+    freeReplyObject(r);
+out:
+    free(k);
+    return rc;
+}
+
+int mft_store_out_put(struct mft_store *st, const char *uuid, const char *const *fields,
+                      const struct mft_store_out_op *op, struct mft_err *err)
+{
+    static const struct mft_store_out_op none;
+    char *k = NULL, *k_st = NULL, *k_mid = NULL, *k_due = NULL, *k_un[2] = {NULL, NULL};
+    const char **hset = NULL;
+    char created[32], due[32], ttl[32];
+    size_t nf = 0, n = 0;
+    int rc = -1;
+    struct cmd cmds[8];
+
+    if (!op)
+        op = &none;
+    if (check_id("message uuid", uuid, 0, err) || check_schedule(op->schedule, err) ||
+        check_schedule(op->unschedule[0], err) || check_schedule(op->unschedule[1], err))
+        return -1;
+    if (op->created_ms > 0 && check_id("station id", op->station_id, 0, err))
+        return -1;
+    while (fields && fields[nf] && nf <= MAX_FIELDS * 2)
+        nf++;
+    if (nf % 2 != 0 || nf > MAX_FIELDS * 2)
+        return mft_err_set(err, MFT_E_INTERNAL, "mft_store_out_put: fields must be pairs");
+    if (!(k = str_fmt("mft:out:%s", uuid)) || !(hset = calloc(nf + 2, sizeof(*hset)))) {
+        mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+        goto out;
+    }
+    hset[0] = "HSET";
+    hset[1] = k;
+    for (size_t i = 0; i < nf; i++)
+        hset[2 + i] = fields[i];
+    if (nf > 0)
+        cmds[n++] = (struct cmd){(int)nf + 2, hset, NULL};
+
+    snprintf(created, sizeof(created), "%lld", op->created_ms);
+    const char *z_all[] = {"ZADD", "mft:outs", created, uuid};
+    const char *z_st[] = {"ZADD", NULL, created, uuid};
+    if (op->created_ms > 0) {
+        if (!(k_st = str_fmt("mft:outs:%s", op->station_id))) {
+            mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+            goto out;
+        }
+        z_st[1] = k_st;
+        cmds[n++] = (struct cmd){4, z_all, NULL};
+        cmds[n++] = (struct cmd){4, z_st, NULL};
+    }
+    snprintf(ttl, sizeof(ttl), "%ld", op->index_ttl_s > 0 ? op->index_ttl_s : 2592000L);
+    const char *set_mid[] = {"SET", NULL, uuid, "EX", ttl};
+    if (op->index_mid && *op->index_mid) {
+        if (!(k_mid = mid_key(op->index_mid))) {
+            mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+            goto out;
+        }
+        set_mid[1] = k_mid;
+        cmds[n++] = (struct cmd){5, set_mid, NULL};
+    }
+    const char *zrem[2][3];
+    for (int i = 0; i < 2; i++) {
+        if (!op->unschedule[i])
+            continue;
+        if (!(k_un[i] = str_fmt("mft:out:due:%s", op->unschedule[i]))) {
+            mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+            goto out;
+        }
+        zrem[i][0] = "ZREM";
+        zrem[i][1] = k_un[i];
+        zrem[i][2] = uuid;
+        cmds[n++] = (struct cmd){3, zrem[i], NULL};
+    }
+    snprintf(due, sizeof(due), "%lld", op->due_ms);
+    const char *z_due[] = {"ZADD", NULL, due, uuid};
+    if (op->schedule) {
+        if (!(k_due = str_fmt("mft:out:due:%s", op->schedule))) {
+            mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+            goto out;
+        }
+        z_due[1] = k_due;
+        cmds[n++] = (struct cmd){4, z_due, NULL};
+    }
+    if (n == 0) {
+        rc = 0;
+        goto out;
+    }
+    redisReply *r = run(st, cmds, n, 1, err);
+    if (!r)
+        goto out;
+    freeReplyObject(r);
+    rc = 0;
+out:
+    free(k);
+    free(k_st);
+    free(k_mid);
+    free(k_due);
+    free(k_un[0]);
+    free(k_un[1]);
+    free(hset);
+    return rc;
+}
+
+int mft_store_out_due(struct mft_store *st, const char *schedule, long long now_ms, size_t limit,
+                      char ***uuids, size_t *n, struct mft_err *err)
+{
+    char max[32], cnt[32];
+    *uuids = NULL;
+    *n = 0;
+    if (!schedule || check_schedule(schedule, err))
+        return -1;
+    char *k = str_fmt("mft:out:due:%s", schedule);
+    if (!k)
+        return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+    snprintf(max, sizeof(max), "%lld", now_ms);
+    snprintf(cnt, sizeof(cnt), "%zu", limit ? limit : 1);
+    const char *a[] = {"ZRANGE", k, "-inf", max, "BYSCORE", "LIMIT", "0", cnt};
+    redisReply *r = run1(st, err, 8, a);
+    free(k);
+    if (!r)
+        return -1;
+    int rc = reply_to_list(r, uuids, n, err);
+    freeReplyObject(r);
+    return rc;
+}
+
+int mft_store_out_take(struct mft_store *st, const char *schedule, const char *uuid,
+                       long long now_ms, long long lease_ms, struct mft_err *err)
+{
+    /* compare-and-set on the score: only one worker moves a due entry */
+    static const char script[] =
+        "local s = redis.call('ZSCORE', KEYS[1], ARGV[1]) "
+        "if s and tonumber(s) <= tonumber(ARGV[2]) then "
+        "redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1]) return 1 end return 0";
+    char now[32], until[32];
+    if (!schedule || check_schedule(schedule, err) || check_id("message uuid", uuid, 0, err))
+        return -1;
+    char *k = str_fmt("mft:out:due:%s", schedule);
+    if (!k)
+        return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+    snprintf(now, sizeof(now), "%lld", now_ms);
+    snprintf(until, sizeof(until), "%lld", now_ms + lease_ms);
+    const char *a[] = {"EVAL", script, "1", k, uuid, now, until};
+    redisReply *r = run1(st, err, 7, a);
+    free(k);
+    if (!r)
+        return -1;
+    int rc = r->type == REDIS_REPLY_INTEGER && r->integer == 1 ? 1 : 0;
+    freeReplyObject(r);
+    return rc;
+}
+
+int mft_store_out_by_mid(struct mft_store *st, const char *mid, char *uuid, size_t uuid_len,
+                         struct mft_err *err)
+{
+    char *v = NULL;
+    if (uuid && uuid_len)
+        uuid[0] = '\0';
+    if (!mid || !*mid)
+        return 0;
+    char *k = mid_key(mid);
+    if (!k)
+        return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+    int g = get_string(st, "GET", k, NULL, &v, err);
+    free(k);
+    if (g != 0)
+        return g < 0 ? -1 : 0;
+    int rc = 1;
+    if (!uuid || strlen(v) >= uuid_len)
+        rc = mft_err_set(err, MFT_E_INTERNAL, "mft_store_out_by_mid: buffer too small");
+    else
+        memcpy(uuid, v, strlen(v) + 1);
+    free(v);
+    return rc;
+}
+
+const char *mft_store_kv(char *const *kv, size_t count, const char *key)
+{
+    for (size_t i = 0; kv && i + 1 < count; i += 2)
+        if (kv[i] && strcmp(kv[i], key) == 0)
+            return kv[i + 1] ? kv[i + 1] : "";
+    return "";
 }

@@ -89,4 +89,64 @@ int mft_store_list_messages(struct mft_store *st, const char *station_id, size_t
 int mft_store_message_get(struct mft_store *st, const char *uuid, char ***kv, size_t *count,
                           struct mft_err *err);
 
+/* --- outgoing messages (egress; docs/redis-keys.md) ----------------------- */
+
+/* Schedules of outgoing messages: sorted sets of uuids by due time (ms). */
+#define MFT_STORE_OUT_RETRY "retry" /* mft:out:due:retry — next attempt, or a lease */
+#define MFT_STORE_OUT_MDN "mdn"     /* mft:out:due:mdn — async MDN deadline */
+
+/*
+ * Claims a send request id: SET mft:out:req:<request_id> <uuid> NX EX ttl_s.
+ * Returns 1 when claimed (a new message), 0 when the request was seen before
+ * (its uuid copied to existing), -1 on error.
+ */
+int mft_store_out_claim(struct mft_store *st, const char *request_id, const char *uuid, long ttl_s,
+                        char *existing, size_t existing_len, struct mft_err *err);
+
+/* What mft_store_out_put changes beside the fields, in the same MULTI/EXEC. */
+struct mft_store_out_op {
+    const char *station_id; /* with created_ms: ZADD mft:outs[:<station>] */
+    long long created_ms;   /* > 0: list the message (first write) */
+    const char *index_mid;  /* AS2 Message-ID: SET mft:out:mid:<sha256> uuid EX ttl */
+    long index_ttl_s;
+    const char *schedule; /* MFT_STORE_OUT_RETRY / _MDN: ZADD at due_ms */
+    long long due_ms;
+    const char *unschedule[2]; /* ZREM from these schedules */
+};
+
+/* HSET mft:out:<uuid> fields (NULL-terminated key, value list) and applies op
+ * (may be NULL). Returns 0 or -1. */
+int mft_store_out_put(struct mft_store *st, const char *uuid, const char *const *fields,
+                      const struct mft_store_out_op *op, struct mft_err *err);
+
+/* HGETALL mft:out:<uuid> as a key,value list (free with mft_store_free_list).
+ * Returns 0, 1 when absent, -1. */
+int mft_store_out_get(struct mft_store *st, const char *uuid, char ***kv, size_t *count,
+                      struct mft_err *err);
+
+/* uuids in schedule whose due time is <= now_ms, oldest first, at most limit. */
+int mft_store_out_due(struct mft_store *st, const char *schedule, long long now_ms, size_t limit,
+                      char ***uuids, size_t *n, struct mft_err *err);
+
+/*
+ * Takes a due entry for lease_ms: atomically, when uuid's due time in
+ * schedule is <= now_ms, moves it to now_ms + lease_ms (so a crashed taker's
+ * work comes back) and returns 1; returns 0 when another worker took it or it
+ * is gone, -1 on error.
+ */
+int mft_store_out_take(struct mft_store *st, const char *schedule, const char *uuid,
+                       long long now_ms, long long lease_ms, struct mft_err *err);
+
+/* Finds the outgoing message sent with AS2 Message-ID mid (as written, with
+ * or without angle brackets). Returns 1 and its uuid, 0 when unknown, -1. */
+int mft_store_out_by_mid(struct mft_store *st, const char *mid, char *uuid, size_t uuid_len,
+                         struct mft_err *err);
+
+/* The newest `limit` outgoing message uuids (all stations when NULL). */
+int mft_store_list_out(struct mft_store *st, const char *station_id, size_t limit, char ***uuids,
+                       size_t *n, struct mft_err *err);
+
+/* Reads a field of a kv list as returned by mft_store_*_get ("" when absent). */
+const char *mft_store_kv(char *const *kv, size_t count, const char *key);
+
 #endif
