@@ -9,10 +9,14 @@
 #                                     (.p12 password "demo", used by acme.json)
 #   acme-tls.{key,crt}                ECDSA P-256 TLS server cert, CN=localhost,
 #                                     SAN DNS:localhost IP:127.0.0.1, serverAuth, by ca
+#   acme-client.{key,crt}             ECDSA P-256 TLS client cert of acme (its tls_client:
+#                                     what egress presents to partners), clientAuth, by ca
 #   globex-signing.{key,crt}          partner globex: RSA-2048 signing, self-signed
 #   globex-encryption.{key,crt}       partner globex: RSA-2048 encryption, self-signed
 #   globex-client.{key,crt}           ECDSA P-256 TLS client cert, clientAuth, by ca
 #   globex-client-expired.{key,crt}   the same kind, valid 2020-01-01..2020-01-02 only
+#   globex-tls.{key,crt}              ECDSA P-256 TLS server cert of globex's own AS2 server
+#                                     (where acme sends), CN=localhost, serverAuth, by ca
 #   initech-signing.{key,crt}         partner initech: RSA-2048 signing, self-signed
 #   initech-encryption.{key,crt}      partner initech: RSA-2048 encryption, self-signed
 #   initech-client.{key,crt}          ECDSA P-256 TLS client cert, clientAuth, by ca
@@ -126,11 +130,13 @@ self_signed acme-encryption "/O=ACME Corp/CN=ACME AS2 encryption" enc_ext
 openssl pkcs12 -export -inkey acme-encryption.key -in acme-encryption.crt \
     -name acme-encryption -passout pass:demo -out acme-encryption.p12
 issued acme-tls "/O=ACME Corp/CN=localhost" server_ext ca
+issued acme-client "/O=ACME Corp/CN=ACME" client_ext ca
 
 # partner globex (AS2 id GLOBEX)
 self_signed globex-signing "/O=Globex Corporation/CN=GLOBEX AS2 signing" sign_ext
 self_signed globex-encryption "/O=Globex Corporation/CN=GLOBEX AS2 encryption" enc_ext
 issued globex-client "/O=Globex Corporation/CN=globex" client_ext ca
+issued globex-tls "/O=Globex Corporation/CN=localhost" server_ext ca
 
 ec_key globex-client-expired.key
 openssl req -new -config "$work/x509.cnf" -key globex-client-expired.key \

@@ -155,13 +155,12 @@ static enum MHD_Result answer_mdn(struct request *rq, struct MHD_Connection *con
     info.text = text;
     if (mft_mdn_build(&info, signer, sign_md, &ctype, &body, &body_len, &err) < 0) {
         mft_error("mdn.build_failed", err.message, "message_id", rq->message_id, "detail",
-                  err.detail, NULL);
+                  err.detail);
         return answer_error(conn, 500, &err);
     }
     if (signed_out)
         *signed_out = signer != NULL;
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(body_len, body, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *r = MHD_create_response_from_buffer(body_len, body, MHD_RESPMEM_MUST_FREE);
     char from[140], to[140], mid[300], date[64];
     as2_id_header(rq->as2_to, from, sizeof(from));
     as2_id_header(rq->as2_from, to, sizeof(to));
@@ -269,8 +268,7 @@ static void begin(struct request *rq, struct MHD_Connection *conn, const char *u
     rq->station = rq->reg ? mft_registry_station_by_as2(rq->reg, rq->as2_to) : NULL;
     if (!rq->station) {
         rq->fail_status = 200; /* negative MDN */
-        mft_err_set(&rq->fail, MFT_E_UNKNOWN_STATION, "AS2-To \"%s\" names no station",
-                    rq->as2_to);
+        mft_err_set(&rq->fail, MFT_E_UNKNOWN_STATION, "AS2-To \"%s\" names no station", rq->as2_to);
         return;
     }
     rq->partner = mft_registry_partner_by_as2(rq->reg, rq->station, rq->as2_from);
@@ -283,8 +281,7 @@ static void begin(struct request *rq, struct MHD_Connection *conn, const char *u
     }
     if (rq->tls) {
         X509 *peer = mft_tlssrv_conn_peer(rq->tls);
-        if (!mft_tlssrv_cert_is_partners(peer, mft_tlssrv_conn_peer_chain(rq->tls),
-                                         rq->partner)) {
+        if (!mft_tlssrv_cert_is_partners(peer, mft_tlssrv_conn_peer_chain(rq->tls), rq->partner)) {
             struct mft_x509_facts f;
             mft_x509_facts(peer, &f);
             rq->fail_status = 403;
@@ -367,7 +364,7 @@ static enum MHD_Result finish(struct request *rq, struct MHD_Connection *conn)
         /* Asynchronous MDN delivery needs the sending side (egress); until then
          * the MDN is given in the HTTP response, which partners accept. */
         mft_warn("mdn.async_as_sync", "async MDN requested; answered synchronously",
-                 "as2_message_id", rq->message_id, "partner", rq->partner->id, NULL);
+                 "as2_message_id", rq->message_id, "partner", rq->partner->id);
     if (mft_as2_receive(&req, rq->station, rq->partner, &res, &err) < 0) {
         ret = fail_as2(rq, conn, &res, &err);
         goto out;
@@ -375,19 +372,18 @@ static enum MHD_Result finish(struct request *rq, struct MHD_Connection *conn)
 
     /* A duplicate: same partner, same Message-ID, already processed successfully. */
     char first[64];
-    int dup = mft_store_dup_get(in->store, rq->partner->id, rq->message_id, first, sizeof(first),
-                                &err);
+    int dup =
+        mft_store_dup_get(in->store, rq->partner->id, rq->message_id, first, sizeof(first), &err);
     if (dup < 0) {
         ret = fail_unavailable(rq, conn, &err);
         goto out;
     }
     if (dup == 1) {
         mft_info("message.duplicate", "duplicate answered, nothing delivered", "message_id",
-                 rq->message_id, "partner", rq->partner->id, "first", first, NULL);
+                 rq->message_id, "partner", rq->partner->id, "first", first);
         mft_metric_inc("mft_ingress_duplicates_total", "");
         ret = answer_mdn(rq, conn, "processed/warning: duplicate-document", &res,
-                         "This message was received before; the first copy was kept.\r\n",
-                         NULL);
+                         "This message was received before; the first copy was kept.\r\n", NULL);
         goto out;
     }
 
@@ -395,8 +391,8 @@ static enum MHD_Result finish(struct request *rq, struct MHD_Connection *conn)
     for (size_t i = 0; i < res.n_payloads; i++) {
         char name[32];
         snprintf(name, sizeof(name), "payload-%zu", i + 1);
-        if (mft_payload_put(in->payloads, rq->uuid, name, res.payloads[i].data,
-                            res.payloads[i].len, &refs[i], &err) < 0) {
+        if (mft_payload_put(in->payloads, rq->uuid, name, res.payloads[i].data, res.payloads[i].len,
+                            &refs[i], &err) < 0) {
             ret = fail_unavailable(rq, conn, &err);
             goto out;
         }
@@ -450,16 +446,41 @@ static enum MHD_Result finish(struct request *rq, struct MHD_Connection *conn)
         total += refs[i].size;
     snprintf(size, sizeof(size), "%llu", total);
     snprintf(ms, sizeof(ms), "%lld", rq->received_ms);
-    const char *fields[] = {"state", "received", "direction", "inbound", "station", rq->station->id,
-                            "partner", rq->partner->id, "as2_message_id", rq->message_id,
-                            "as2_from", rq->as2_from, "as2_to", rq->as2_to, "received_ms", ms,
-                            "filename", res.n_payloads ? res.payloads[0].filename : "",
-                            "size", size, "payload_uri", res.n_payloads ? refs[0].uri : "",
-                            "sha256", res.n_payloads ? refs[0].sha256 : "", "mic", res.mic_b64,
-                            "mic_alg", res.mic_alg, "mdn_mode", mdn_mode, "mdn_disposition",
-                            m.mdn_disposition, NULL};
-    if (mft_store_message_put(in->store, rq->uuid, rq->station->id, rq->partner->id,
-                              rq->message_id, rq->received_ms, in->dup_ttl_s, fields, &err) < 0) {
+    const char *fields[] = {"state",
+                            "received",
+                            "direction",
+                            "inbound",
+                            "station",
+                            rq->station->id,
+                            "partner",
+                            rq->partner->id,
+                            "as2_message_id",
+                            rq->message_id,
+                            "as2_from",
+                            rq->as2_from,
+                            "as2_to",
+                            rq->as2_to,
+                            "received_ms",
+                            ms,
+                            "filename",
+                            res.n_payloads ? res.payloads[0].filename : "",
+                            "size",
+                            size,
+                            "payload_uri",
+                            res.n_payloads ? refs[0].uri : "",
+                            "sha256",
+                            res.n_payloads ? refs[0].sha256 : "",
+                            "mic",
+                            res.mic_b64,
+                            "mic_alg",
+                            res.mic_alg,
+                            "mdn_mode",
+                            mdn_mode,
+                            "mdn_disposition",
+                            m.mdn_disposition,
+                            NULL};
+    if (mft_store_message_put(in->store, rq->uuid, rq->station->id, rq->partner->id, rq->message_id,
+                              rq->received_ms, in->dup_ttl_s, fields, &err) < 0) {
         ret = fail_unavailable(rq, conn, &err);
         goto out;
     }
@@ -468,13 +489,13 @@ static enum MHD_Result finish(struct request *rq, struct MHD_Connection *conn)
     mft_metric_add("mft_ingress_bytes_total", "", (double)total);
     mft_info("message.received", "message received", "message_id", rq->uuid, "as2_message_id",
              rq->message_id, "station", rq->station->id, "partner", rq->partner->id, "mic",
-             res.mic_b64, "size", size, NULL);
+             res.mic_b64, "size", size);
     if (!mdn_wanted) {
         ret = answer_text(conn, 200, "received");
         goto out;
     }
-    ret = answer_mdn(rq, conn, "processed", &res, "The AS2 message was received and kept.\r\n",
-                     NULL);
+    ret =
+        answer_mdn(rq, conn, "processed", &res, "The AS2 message was received and kept.\r\n", NULL);
 out:
     if (body)
         munmap((void *)body, body_len);

@@ -41,11 +41,11 @@ struct mft_as2_payload {
 
 struct mft_as2_result {
     int is_signed, is_encrypted, is_compressed;
-    char sign_digest[16];  /* OpenSSL name from the CMS OID ("SHA256"), "" if unsigned */
-    char cipher[32];       /* "aes-256-cbc" ..., "" if not encrypted */
-    char mic_b64[128];     /* base64 MIC */
-    char mic_alg[16];      /* as to be written in the MDN: "sha-256" (or the partner's spelling) */
-    int signed_receipt;    /* the partner asked for a signed MDN */
+    char sign_digest[16]; /* OpenSSL name from the CMS OID ("SHA256"), "" if unsigned */
+    char cipher[32];      /* "aes-256-cbc" ..., "" if not encrypted */
+    char mic_b64[128];    /* base64 MIC */
+    char mic_alg[16];     /* as to be written in the MDN: "sha-256" (or the partner's spelling) */
+    int signed_receipt;   /* the partner asked for a signed MDN */
     char receipt_micalg[16]; /* OpenSSL digest name for signing the MDN ("SHA256") */
     struct mft_as2_payload payloads[MFT_AS2_MAX_PAYLOADS];
     size_t n_payloads;

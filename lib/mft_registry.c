@@ -5,10 +5,17 @@
  *
  * Load parses every certificate, unwraps every private key with the master
  * key (mft_secret, AAD = station id), checks each key against its certificate
- * and resolves each partner's station. The snapshot is then never written
+ * and resolves each partner's station. It also normalises each partner's
+ * send settings (digest and cipher names as mft_as2_build takes them, every
+ * default filled in, also when there is no "send" object) and refuses the
+ * combinations egress could not honour: an https URL with nothing to
+ * authenticate the server, encryption without the partner's certificate, an
+ * async MDN without the station's async_mdn_url. A station's TLS client
+ * identity is its "tls_client" keypair, or else its "tls" keypair shared (one
+ * more reference; PEM copies). The snapshot is then never written
  * again: any number of threads may read it while they hold a reference; the
  * reference count uses atomic builtins and the last unref frees everything,
- * wiping the in-memory PEM of the TLS key. Lookups are linear scans: a
+ * wiping the in-memory PEM of the TLS keys. Lookups are linear scans: a
  * gateway has tens of partners, not millions.
  */
 #include "mft_registry.h"
@@ -19,6 +26,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/err.h>
 
@@ -42,6 +50,9 @@ static void station_clear(struct mft_station *st)
     keypair_clear(&st->tls);
     free(st->tls_cert_pem);
     mft_secret_free_str(st->tls_key_pem);
+    keypair_clear(&st->tls_client);
+    free(st->tls_client_cert_pem);
+    mft_secret_free_str(st->tls_client_key_pem);
     memset(st, 0, sizeof(*st));
 }
 
@@ -51,6 +62,8 @@ static void partner_clear(struct mft_partner *p)
     X509_free(p->encryption_cert);
     sk_X509_pop_free(p->tls_certs, X509_free);
     sk_X509_pop_free(p->tls_cas, X509_free);
+    sk_X509_pop_free(p->send.tls_server_certs, X509_free);
+    sk_X509_pop_free(p->send.tls_server_cas, X509_free);
     memset(p, 0, sizeof(*p));
 }
 
@@ -210,13 +223,62 @@ out:
     return rc;
 }
 
+/* 1 for an https:// URL, 0 for http:// (scheme in any case), -1 for anything
+ * else: a host must follow and every character must be printable ASCII. */
+static int url_scheme(const char *url)
+{
+    size_t skip;
+    int https;
+    if (strncasecmp(url, "https://", 8) == 0) {
+        https = 1;
+        skip = 8;
+    } else if (strncasecmp(url, "http://", 7) == 0) {
+        https = 0;
+        skip = 7;
+    } else {
+        return -1;
+    }
+    if (url[skip] == '\0' || url[skip] == '/')
+        return -1;
+    for (const char *p = url; *p; p++)
+        if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e)
+            return -1;
+    return https;
+}
+
+/* dst = another reference to every object of src (the same certificate, key
+ * and chain certificates). Returns 0, or -1 with err; dst is then cleared by
+ * the caller's keypair_clear as usual. */
+static int keypair_share(struct mft_keypair *dst, const struct mft_keypair *src,
+                         struct mft_err *err)
+{
+    if (src->cert && X509_up_ref(src->cert))
+        dst->cert = src->cert;
+    if (src->key && EVP_PKEY_up_ref(src->key))
+        dst->key = src->key;
+    if (src->chain)
+        dst->chain = X509_chain_up_ref(src->chain);
+    if (dst->cert != src->cert || dst->key != src->key || (src->chain && !dst->chain))
+        return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+    return 0;
+}
+
+static char *str_dup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
+
 static int parse_station(const char *json, const unsigned char mk[32], struct mft_station *st,
                          struct mft_err *err)
 {
     int rc = -1;
     json_error_t jerr;
     json_t *root = json_loads(json, JSON_REJECT_DUPLICATES, &jerr);
-    const json_t *enc, *tls;
+    const json_t *enc, *tls, *url;
     char rec[80];
 
     snprintf(rec, sizeof(rec), "station:%s", st->id);
@@ -249,6 +311,34 @@ static int parse_station(const char *json, const unsigned char mk[32], struct mf
             mft_x509_certs_to_pem(st->tls.cert, st->tls.chain, &st->tls_cert_pem, err) != 0)
             goto out;
     }
+    /* the client identity egress presents: its own keypair, or else tls */
+    tls = json_object_get(root, "tls_client");
+    if (tls && !json_is_null(tls)) {
+        if (parse_keypair(tls, mk, st->id, "tls_client", &st->tls_client, &st->tls_client_key_pem,
+                          err) != 0 ||
+            mft_x509_certs_to_pem(st->tls_client.cert, st->tls_client.chain,
+                                  &st->tls_client_cert_pem, err) != 0)
+            goto out;
+    } else if (st->tls.cert) {
+        if (keypair_share(&st->tls_client, &st->tls, err) != 0)
+            goto out;
+        st->tls_client_cert_pem = str_dup(st->tls_cert_pem);
+        st->tls_client_key_pem = str_dup(st->tls_key_pem);
+        if (!st->tls_client_cert_pem || !st->tls_client_key_pem) {
+            mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+            goto out;
+        }
+    }
+    url = json_object_get(root, "async_mdn_url");
+    if (url && !json_is_null(url)) {
+        const char *u = json_string_value(url);
+        if (!u || strlen(u) >= sizeof(st->async_mdn_url) || url_scheme(u) < 0) {
+            mft_err_set(err, MFT_E_CONFIG,
+                        "record %s: async_mdn_url is not an http:// or https:// URL", rec);
+            goto out;
+        }
+        memcpy(st->async_mdn_url, u, strlen(u) + 1);
+    }
     rc = 0;
 out:
     json_decref(root);
@@ -276,6 +366,248 @@ static int get_bool(const json_t *root, const char *name, int def, int *out, con
         return mft_err_set(err, MFT_E_CONFIG, "record %s: %s is not true/false", rec, name);
     *out = json_is_true(v);
     return 0;
+}
+
+/* ---- partner send settings ------------------------------------------------- */
+
+#define SEND_TIMEOUT_MAX 86400L      /* one day */
+#define SEND_MDN_TIMEOUT_MAX 604800L /* one week */
+#define SEND_MAX_ATTEMPTS 100L
+
+static const char *const send_digests[] = {"sha1", "sha224", "sha256", "sha384", "sha512", NULL};
+static const char *const send_ciphers[] = {
+    "aes-128-cbc", "aes-192-cbc", "aes-256-cbc", "des-ede3-cbc",
+    "aes-128-gcm", "aes-256-gcm", NULL};
+
+static int in_list(const char *s, const char *const *list)
+{
+    for (; *list; list++)
+        if (strcmp(s, *list) == 0)
+            return 1;
+    return 0;
+}
+
+/* "SHA-256", "sha256" ... → "sha256"; "none" → "". Returns 0, or -1 for a
+ * digest AS2 does not use. */
+static int norm_digest(const char *in, char *out, size_t len)
+{
+    size_t k = 0;
+    for (const char *c = in; *c; c++) {
+        if (*c == '-')
+            continue;
+        if (k + 1 >= len) {
+            out[k] = '\0';
+            return -1;
+        }
+        out[k++] = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+    }
+    out[k] = '\0';
+    if (strcmp(out, "none") == 0)
+        out[0] = '\0';
+    return out[0] == '\0' || in_list(out, send_digests) ? 0 : -1;
+}
+
+/* "AES-256-CBC", "3des" ... → "aes-256-cbc", "des-ede3-cbc"; "none" → "". */
+static int norm_cipher(const char *in, char *out, size_t len)
+{
+    size_t k = 0;
+    for (const char *c = in; *c; c++) {
+        if (k + 1 >= len) {
+            out[k] = '\0';
+            return -1;
+        }
+        out[k++] = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+    }
+    out[k] = '\0';
+    if (strcmp(out, "none") == 0)
+        out[0] = '\0';
+    else if (strcmp(out, "3des") == 0 && len > sizeof("des-ede3-cbc"))
+        memcpy(out, "des-ede3-cbc", sizeof("des-ede3-cbc"));
+    return out[0] == '\0' || in_list(out, send_ciphers) ? 0 : -1;
+}
+
+/* 43 base64 characters and "=": exactly 32 bytes (a SHA-256). */
+static int valid_pin(const char *s)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if (strlen(s) != 44 || s[43] != '=')
+        return 0;
+    for (size_t i = 0; i < 43; i++)
+        if (!strchr(b64, s[i]))
+            return 0;
+    /* 43 characters carry 258 bits: the last 2 must be zero */
+    return ((strchr(b64, s[42]) - b64) & 3) == 0;
+}
+
+struct send_word {
+    const char *name;
+    int value;
+};
+
+/* A word out of words (the first one is the default when the member is absent). */
+static int send_word(const json_t *obj, const char *name, const struct send_word *words, int *out,
+                     const char *rec, struct mft_err *err)
+{
+    const json_t *v = json_object_get(obj, name);
+    const char *w = json_string_value(v);
+    *out = words[0].value;
+    if (!v || json_is_null(v))
+        return 0;
+    for (size_t i = 0; w && words[i].name; i++)
+        if (strcmp(w, words[i].name) == 0) {
+            *out = words[i].value;
+            return 0;
+        }
+    return mft_err_set(err, MFT_E_CONFIG, "record %s: send.%s: unknown value", rec, name);
+}
+
+static int send_bool(const json_t *obj, const char *name, int def, int *out, const char *rec,
+                     struct mft_err *err)
+{
+    const json_t *v = json_object_get(obj, name);
+    *out = def;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_boolean(v))
+        return mft_err_set(err, MFT_E_CONFIG, "record %s: send.%s is not true/false", rec, name);
+    *out = json_is_true(v);
+    return 0;
+}
+
+static int send_long(const json_t *obj, const char *name, long def, long max, long *out,
+                     const char *rec, struct mft_err *err)
+{
+    const json_t *v = json_object_get(obj, name);
+    *out = def;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > max)
+        return mft_err_set(err, MFT_E_CONFIG, "record %s: send.%s is not an integer in 1..%ld", rec,
+                           name, max);
+    *out = (long)json_integer_value(v);
+    return 0;
+}
+
+static const struct send_word key_transport_words[] = {{"rsa-pkcs1", 0}, {"rsa-oaep", 1}, {0}};
+static const struct send_word compress_words[] = {{"none", MFT_COMPRESS_NONE},
+                                                  {"before-signing", MFT_COMPRESS_BEFORE_SIGNING},
+                                                  {"after-signing", MFT_COMPRESS_AFTER_SIGNING},
+                                                  {0}};
+static const struct send_word cte_words[] = {{"binary", 0}, {"base64", 1}, {0}};
+static const struct send_word mdn_words[] = {{"sync", MFT_MDN_REQUEST_SYNC},
+                                             {"async", MFT_MDN_REQUEST_ASYNC},
+                                             {"none", MFT_MDN_REQUEST_NONE},
+                                             {0}};
+
+/*
+ * The "send" object of a partner record (may be absent: every setting then
+ * still holds its default, and enabled is 0). The station checks (signing
+ * key, async MDN URL) are made by the caller once the station is resolved.
+ */
+static int parse_send(const json_t *send, struct mft_partner *p, const char *rec,
+                      struct mft_err *err)
+{
+    struct mft_partner_send *s = &p->send;
+    json_t *empty = NULL;
+    const json_t *obj = send, *v;
+    const char *str;
+    int rc = -1, https = 0, word;
+    size_t i;
+
+    if (!send || json_is_null(send))
+        obj = empty = json_object();
+    else if (!json_is_object(send)) {
+        mft_err_set(err, MFT_E_CONFIG, "record %s: send is not an object", rec);
+        goto out;
+    } else
+        s->enabled = 1;
+    if (!obj) {
+        mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+        goto out;
+    }
+    if (s->enabled) {
+        str = json_string_value(json_object_get(obj, "url"));
+        if (!str || strlen(str) >= sizeof(s->url) || (https = url_scheme(str)) < 0) {
+            mft_err_set(err, MFT_E_CONFIG, "record %s: send.url is not an http:// or https:// URL",
+                        rec);
+            goto out;
+        }
+        memcpy(s->url, str, strlen(str) + 1);
+    }
+    if (parse_cert_list(json_object_get(obj, "tls_server_certs"), &s->tls_server_certs, rec,
+                        "send.tls_server_certs", err) != 0 ||
+        parse_cert_list(json_object_get(obj, "tls_server_cas"), &s->tls_server_cas, rec,
+                        "send.tls_server_cas", err) != 0)
+        goto out;
+    v = json_object_get(obj, "tls_server_pins");
+    if (v && !json_is_null(v) && (!json_is_array(v) || json_array_size(v) > 4)) {
+        mft_err_set(err, MFT_E_CONFIG, "record %s: send.tls_server_pins is not a list of 0..4",
+                    rec);
+        goto out;
+    }
+    for (i = 0; i < json_array_size(v); i++) {
+        str = json_string_value(json_array_get(v, i));
+        if (str && strncmp(str, "sha256//", 8) == 0)
+            str += 8;
+        if (!str || !valid_pin(str)) {
+            mft_err_set(err, MFT_E_CONFIG,
+                        "record %s: send.tls_server_pins[%zu] is not a base64 SHA-256", rec, i);
+            goto out;
+        }
+        memcpy(s->tls_server_pins[s->n_pins++], str, strlen(str) + 1);
+    }
+    str = json_string_value(json_object_get(obj, "sign"));
+    if (norm_digest(str ? str : "sha256", s->sign_md, sizeof(s->sign_md)) != 0) {
+        mft_err_set(err, MFT_E_CONFIG, "record %s: send.sign: unknown digest", rec);
+        goto out;
+    }
+    str = json_string_value(json_object_get(obj, "encrypt"));
+    if (norm_cipher(str ? str : "aes-256-cbc", s->cipher, sizeof(s->cipher)) != 0) {
+        mft_err_set(err, MFT_E_CONFIG, "record %s: send.encrypt: unknown cipher", rec);
+        goto out;
+    }
+    if (send_word(obj, "key_transport", key_transport_words, &s->rsa_oaep, rec, err) != 0 ||
+        send_word(obj, "compress", compress_words, &word, rec, err) != 0)
+        goto out;
+    s->compress = (enum mft_compress_order)word;
+    if (send_word(obj, "transfer_encoding", cte_words, &s->base64, rec, err) != 0 ||
+        send_word(obj, "mdn", mdn_words, &word, rec, err) != 0)
+        goto out;
+    s->mdn = (enum mft_mdn_request)word;
+    if (send_bool(obj, "old_micalg_names", 0, &s->old_micalg_names, rec, err) != 0 ||
+        send_bool(obj, "content_length", 0, &s->content_length, rec, err) != 0 ||
+        send_bool(obj, "mdn_signed", 1, &s->mdn_signed, rec, err) != 0 ||
+        send_long(obj, "mdn_timeout_s", 3600, SEND_MDN_TIMEOUT_MAX, &s->mdn_timeout_s, rec, err) !=
+            0 ||
+        send_long(obj, "timeout_s", 120, SEND_TIMEOUT_MAX, &s->timeout_s, rec, err) != 0 ||
+        send_long(obj, "max_attempts", 10, SEND_MAX_ATTEMPTS, &s->max_attempts, rec, err) != 0 ||
+        send_long(obj, "retry_base_s", 30, SEND_TIMEOUT_MAX, &s->retry_base_s, rec, err) != 0 ||
+        send_long(obj, "retry_max_s", 3600, SEND_MDN_TIMEOUT_MAX, &s->retry_max_s, rec, err) != 0)
+        goto out;
+    if (s->retry_max_s < s->retry_base_s) {
+        mft_err_set(err, MFT_E_CONFIG, "record %s: send.retry_max_s is below send.retry_base_s",
+                    rec);
+        goto out;
+    }
+    if (s->enabled && https && sk_X509_num(s->tls_server_certs) == 0 &&
+        sk_X509_num(s->tls_server_cas) == 0 && s->n_pins == 0) {
+        mft_err_set(err, MFT_E_CONFIG,
+                    "record %s: send.url is https but no tls_server_certs, tls_server_cas or "
+                    "tls_server_pins: the partner's server cannot be authenticated",
+                    rec);
+        goto out;
+    }
+    if (s->enabled && s->cipher[0] && !p->encryption_cert) {
+        mft_err_set(err, MFT_E_CONFIG,
+                    "record %s: send.encrypt is %s but there is no "
+                    "encryption_cert",
+                    rec, s->cipher);
+        goto out;
+    }
+    rc = 0;
+out:
+    json_decref(empty);
+    return rc;
 }
 
 static int parse_partner(const char *json, struct mft_partner *p, struct mft_err *err)
@@ -327,6 +659,8 @@ static int parse_partner(const char *json, struct mft_partner *p, struct mft_err
         mft_err_set(err, MFT_E_CONFIG, "record %s: require_signature without a signing_cert", rec);
         goto out;
     }
+    if (parse_send(json_object_get(root, "send"), p, rec, err) != 0)
+        goto out;
     rc = 0;
 out:
     json_decref(root);
@@ -411,6 +745,20 @@ int mft_registry_load(struct mft_store *store, const unsigned char master_key[32
                 p->station = &reg->stations[s];
         if (!p->station) {
             mft_err_set(err, MFT_E_CONFIG, "record partner:%s: station \"%s\" does not exist",
+                        p->id, p->station_id);
+            goto out;
+        }
+        if (p->send.enabled && p->send.sign_md[0] && !p->station->signing.key) {
+            mft_err_set(err, MFT_E_CONFIG,
+                        "record partner:%s: send.sign needs station \"%s\"'s signing key", p->id,
+                        p->station_id);
+            goto out;
+        }
+        if (p->send.enabled && p->send.mdn == MFT_MDN_REQUEST_ASYNC &&
+            !p->station->async_mdn_url[0]) {
+            mft_err_set(err, MFT_E_CONFIG,
+                        "record partner:%s: send.mdn is async but station \"%s\" has no "
+                        "async_mdn_url",
                         p->id, p->station_id);
             goto out;
         }

@@ -58,26 +58,26 @@ enum mft_mdn_request { MFT_MDN_REQUEST_SYNC = 0, MFT_MDN_REQUEST_ASYNC, MFT_MDN_
 
 /* How we send to a partner (the "send" object of the apply file). */
 struct mft_partner_send {
-    int enabled;               /* a "send" object was given */
-    char url[1024];            /* the partner's AS2 URL (https:// or http://) */
+    int enabled;                       /* a "send" object was given */
+    char url[1024];                    /* the partner's AS2 URL (https:// or http://) */
     STACK_OF(X509) * tls_server_certs; /* accepted server certificates (exact) */
     STACK_OF(X509) * tls_server_cas;   /* or CAs that issue the server certificate */
     char tls_server_pins[4][64];       /* or pinned keys: base64 SHA-256 of the SPKI */
     size_t n_pins;
-    char sign_md[16];           /* "sha256" ... ; "" = unsigned */
-    char cipher[32];            /* "aes-256-cbc" ... ; "" = unencrypted */
-    int rsa_oaep;               /* RSAES-OAEP key transport */
+    char sign_md[16]; /* "sha256" ... ; "" = unsigned */
+    char cipher[32];  /* "aes-256-cbc" ... ; "" = unencrypted */
+    int rsa_oaep;     /* RSAES-OAEP key transport */
     enum mft_compress_order compress;
-    int base64;                 /* Content-Transfer-Encoding base64 */
-    int old_micalg_names;       /* "sha1" instead of "sha-1" (RFC 3851 partners) */
-    int content_length;         /* send Content-Length instead of chunked */
-    enum mft_mdn_request mdn;   /* sync (default), async, none */
-    int mdn_signed;             /* ask for a signed MDN (default 1) */
-    long mdn_timeout_s;         /* async MDN deadline (default 3600) */
-    long timeout_s;             /* HTTP request timeout (default 120) */
-    long max_attempts;          /* transport retries, including the first (default 10) */
-    long retry_base_s;          /* first back-off (default 30), doubled each time */
-    long retry_max_s;           /* back-off ceiling (default 3600) */
+    int base64;               /* Content-Transfer-Encoding base64 */
+    int old_micalg_names;     /* "sha1" instead of "sha-1" (RFC 3851 partners) */
+    int content_length;       /* send Content-Length instead of chunked */
+    enum mft_mdn_request mdn; /* sync (default), async, none */
+    int mdn_signed;           /* ask for a signed MDN (default 1) */
+    long mdn_timeout_s;       /* async MDN deadline (default 3600) */
+    long timeout_s;           /* HTTP request timeout (default 120) */
+    long max_attempts;        /* transport retries, including the first (default 10) */
+    long retry_base_s;        /* first back-off (default 30), doubled each time */
+    long retry_max_s;         /* back-off ceiling (default 3600) */
 };
 
 struct mft_partner {

@@ -30,7 +30,7 @@ int mft_smime_digest_b64(const char *ossl_md, const unsigned char *data, size_t 
 struct mft_smime_decrypted {
     unsigned char *data; /* malloc'd plaintext; caller frees */
     size_t len;
-    char cipher[32];     /* "aes-256-cbc", "des-ede3-cbc", "aes-128-gcm" ... */
+    char cipher[32];        /* "aes-256-cbc", "des-ede3-cbc", "aes-128-gcm" ... */
     char key_transport[32]; /* "rsaes-pkcs1-v1_5" or "rsaes-oaep" */
 };
 
@@ -51,7 +51,7 @@ int mft_smime_decrypt(const unsigned char *der, size_t len, const struct mft_key
 #define MFT_SMIME_DIGEST_MISMATCH "content digest mismatch"
 
 struct mft_smime_verified {
-    char digest[16]; /* OpenSSL digest name from the SignerInfo OID: "SHA256" */
+    char digest[16];  /* OpenSSL digest name from the SignerInfo OID: "SHA256" */
     char sig_alg[32]; /* "rsaEncryption", "RSASSA-PSS", "ecdsa" ... */
 };
 
@@ -81,7 +81,7 @@ int mft_smime_sign_detached(const unsigned char *data, size_t len, const struct 
  * size is bounded by max_out and by a ratio limit against decompression bombs.
  * Returns 0 and malloc'd *out and *out_len, or -1 with MFT_E_DECOMPRESS_FAILED.
  */
-int mft_smime_uncompress(const unsigned char *der, size_t len, size_t max_out,
-                         unsigned char **out, size_t *out_len, struct mft_err *err);
+int mft_smime_uncompress(const unsigned char *der, size_t len, size_t max_out, unsigned char **out,
+                         size_t *out_len, struct mft_err *err);
 
 #endif

@@ -7,7 +7,9 @@
  * validates the whole file first — every certificate and key is loaded, keys
  * are checked against their certificates, ids and AS2 ids are checked, and
  * every problem is reported with its JSON path — and writes nothing unless
- * everything is valid. Private keys are written only AES-256-GCM wrapped under
+ * everything is valid. A partner's send settings are stored normalised, with
+ * every default written out, so that the record says exactly what egress does.
+ * Private keys are written only AES-256-GCM wrapped under
  * MFT_MASTER_KEY (mft_secret); plaintext key PEM is wiped after use. `get` and
  * `describe` read records through mft_store and never print a private key.
  * Until certd exists, this tool imports keys itself through lib/ (DESIGN §6).
@@ -28,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <openssl/crypto.h>
@@ -44,6 +47,12 @@
 #define DEFAULT_MSG_LIMIT 50
 #define MAX_MSG_LIMIT 10000
 #define SUBJ_COL 48
+#define MAX_URL 512       /* async_mdn_url (mft_station.async_mdn_url) */
+#define MAX_SEND_URL 1024 /* send.url (mft_partner_send.url) */
+#define MAX_PINS 4
+#define SEND_TIMEOUT_MAX 86400L      /* one day */
+#define SEND_MDN_TIMEOUT_MAX 604800L /* one week */
+#define SEND_MAX_ATTEMPTS 100L
 
 static const struct mft_cfg_var ctl_vars[] = {
     MFT_CFG_COMMON,
@@ -108,6 +117,29 @@ static int valid_as2_id(const char *s)
             return 0;
     }
     return 1;
+}
+
+/* 1 for an https:// URL, 0 for http:// (scheme in any case), -1 for anything
+ * else: a host must follow, only printable ASCII, shorter than max. */
+static int url_scheme(const char *url, size_t max)
+{
+    size_t skip;
+    int https;
+    if (strncasecmp(url, "https://", 8) == 0) {
+        https = 1;
+        skip = 8;
+    } else if (strncasecmp(url, "http://", 7) == 0) {
+        https = 0;
+        skip = 7;
+    } else {
+        return -1;
+    }
+    if (url[skip] == '\0' || url[skip] == '/' || strlen(url) >= max)
+        return -1;
+    for (const char *p = url; *p; p++)
+        if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e)
+            return -1;
+    return https;
 }
 
 static void rfc3339(time_t t, char buf[21])
@@ -199,14 +231,22 @@ static json_t *keypair_view(const json_t *kp, time_t *earliest)
 static json_t *station_view(const char *id, const json_t *rec, time_t *earliest)
 {
     json_t *enc = json_array(), *tls = json_object_get(rec, "tls");
+    json_t *tlsc = json_object_get(rec, "tls_client"), *client;
     size_t i;
     const json_t *e;
     json_array_foreach(json_object_get(rec, "encryption"), i, e)
         json_array_append_new(enc, keypair_view(e, earliest));
-    return json_pack("{s:s, s:s?, s:o, s:o, s:o}", "id", id, "as2_id",
+    if (json_is_object(tlsc))
+        client = keypair_view(tlsc, earliest);
+    else if (json_is_object(tls))
+        client = json_pack("{s:s}", "same_as", "tls"); /* the registry's default */
+    else
+        client = json_null();
+    return json_pack("{s:s, s:s?, s:o, s:o, s:o, s:o, s:s?}", "id", id, "as2_id",
                      json_string_value(json_object_get(rec, "as2_id")), "signing",
                      keypair_view(json_object_get(rec, "signing"), earliest), "encryption", enc,
-                     "tls", tls ? keypair_view(tls, earliest) : json_null());
+                     "tls", tls ? keypair_view(tls, earliest) : json_null(), "tls_client", client,
+                     "async_mdn_url", json_string_value(json_object_get(rec, "async_mdn_url")));
 }
 
 static json_t *cert_list_view(const json_t *arr, time_t *earliest)
@@ -225,12 +265,49 @@ static json_t *cert_list_view(const json_t *arr, time_t *earliest)
     return out;
 }
 
+/* The send settings as stored (normalised), certificates as views. */
+static json_t *send_view(const json_t *send, time_t *earliest)
+{
+    static const char *const scalars[] = {"url",
+                                          "sign",
+                                          "encrypt",
+                                          "key_transport",
+                                          "compress",
+                                          "transfer_encoding",
+                                          "old_micalg_names",
+                                          "content_length",
+                                          "mdn",
+                                          "mdn_signed",
+                                          "mdn_timeout_s",
+                                          "timeout_s",
+                                          "max_attempts",
+                                          "retry_base_s",
+                                          "retry_max_s",
+                                          NULL};
+    json_t *v, *pins;
+    if (!json_is_object(send))
+        return json_null();
+    v = json_object();
+    for (const char *const *k = scalars; *k; k++) {
+        json_t *x = json_object_get(send, *k);
+        if (x)
+            json_object_set(v, *k, x);
+    }
+    json_object_set_new(v, "tls_server_certs",
+                        cert_list_view(json_object_get(send, "tls_server_certs"), earliest));
+    json_object_set_new(v, "tls_server_cas",
+                        cert_list_view(json_object_get(send, "tls_server_cas"), earliest));
+    pins = json_object_get(send, "tls_server_pins");
+    json_object_set_new(v, "tls_server_pins", json_is_array(pins) ? json_copy(pins) : json_array());
+    return v;
+}
+
 static json_t *partner_view(const char *id, const json_t *rec, time_t *earliest)
 {
     const json_t *sc = json_object_get(rec, "signing_cert");
     const json_t *ec = json_object_get(rec, "encryption_cert");
     json_t *v = json_pack(
-        "{s:s, s:s?, s:s?, s:o, s:o, s:o, s:o, s:O?, s:O?, s:O?}", "id", id, "station",
+        "{s:s, s:s?, s:s?, s:o, s:o, s:o, s:o, s:O?, s:O?, s:O?, s:o}", "id", id, "station",
         json_string_value(json_object_get(rec, "station")), "as2_id",
         json_string_value(json_object_get(rec, "as2_id")), "signing_cert",
         json_is_string(sc) ? pem_view(json_string_value(sc), earliest, NULL) : json_null(),
@@ -240,7 +317,8 @@ static json_t *partner_view(const char *id, const json_t *rec, time_t *earliest)
         "tls_client_cas", cert_list_view(json_object_get(rec, "tls_client_cas"), earliest),
         "require_signature", json_object_get(rec, "require_signature"), "require_encryption",
         json_object_get(rec, "require_encryption"), "mdn_signing",
-        json_object_get(rec, "mdn_signing"));
+        json_object_get(rec, "mdn_signing"), "send",
+        send_view(json_object_get(rec, "send"), earliest));
     return v;
 }
 
@@ -727,7 +805,8 @@ static struct planned *plan_add(struct apply *a, const char *path)
 
 static void apply_station(struct apply *a, const json_t *st, size_t idx)
 {
-    static const char *const allowed[] = {"id", "as2_id", "signing", "encryption", "tls", NULL};
+    static const char *const allowed[] = {"id",  "as2_id",     "signing",       "encryption",
+                                          "tls", "tls_client", "async_mdn_url", NULL};
     char path[64], sub[96];
     json_t *rec = NULL, *enc = NULL;
     int errors_before = a->errors;
@@ -785,15 +864,26 @@ static void apply_station(struct apply *a, const json_t *st, size_t idx)
     }
 
     const json_t *t = json_object_get(st, "tls");
-    json_t *tls = NULL;
+    json_t *tls = NULL, *tls_client = NULL;
     if (t && !json_is_null(t)) {
         snprintf(sub, sizeof(sub), "%s.tls", path);
         tls = keypair_record(a, t, sub, aad, XKU_SSL_SERVER, "serverAuth");
     }
+    /* the identity egress presents to partners' servers; tls when absent */
+    t = json_object_get(st, "tls_client");
+    if (t && !json_is_null(t)) {
+        snprintf(sub, sizeof(sub), "%s.tls_client", path);
+        tls_client = keypair_record(a, t, sub, aad, XKU_SSL_CLIENT, "clientAuth");
+    }
+    const char *mdn_url = member_str(a, st, path, "async_mdn_url", 0);
+    snprintf(sub, sizeof(sub), "%s.async_mdn_url", path);
+    if (mdn_url && url_scheme(mdn_url, MAX_URL) < 0)
+        aerr(a, sub, "must be an http:// or https:// URL (at most %d characters)", MAX_URL - 1);
     if (a->errors == errors_before && id && as2) {
-        rec = json_pack("{s:i, s:s, s:s, s:s, s:o, s:O, s:o*}", "schema", 1, "kind", "station",
-                        "id", id, "as2_id", as2, "signing", signing, "encryption", enc, "tls", tls);
-        signing = tls = NULL;
+        rec = json_pack("{s:i, s:s, s:s, s:s, s:o, s:O, s:o*, s:o*, s:s*}", "schema", 1, "kind",
+                        "station", "id", id, "as2_id", as2, "signing", signing, "encryption", enc,
+                        "tls", tls, "tls_client", tls_client, "async_mdn_url", mdn_url);
+        signing = tls = tls_client = NULL;
         struct planned *p = plan_add(a, path);
         if (p && rec) {
             p->is_station = 1;
@@ -804,12 +894,15 @@ static void apply_station(struct apply *a, const json_t *st, size_t idx)
     }
     json_decref(signing);
     json_decref(tls);
+    json_decref(tls_client);
     json_decref(enc);
     json_decref(rec);
 }
 
-/* A list of certificate paths → array of PEM strings (one per certificate). */
-static json_t *cert_list_record(struct apply *a, const json_t *arr, const char *jpath, int want_ca)
+/* A list of certificate paths → array of PEM strings (one per certificate).
+ * want_ca: each must be a CA (error); else want_eku is checked (warning). */
+static json_t *cert_list_record(struct apply *a, const json_t *arr, const char *jpath, int want_ca,
+                                uint32_t want_eku, const char *eku_name)
 {
     json_t *out = json_array();
     size_t i;
@@ -838,8 +931,8 @@ static json_t *cert_list_record(struct apply *a, const json_t *arr, const char *
                 char subj[256];
                 mft_x509_subject(x, subj, sizeof(subj));
                 aerr(a, sub, "%s is not a CA certificate", subj);
-            } else if (!want_ca && !has_eku(x, XKU_SSL_CLIENT)) {
-                awarn(a, sub, "certificate has no clientAuth extended key usage");
+            } else if (!want_ca && want_eku && !has_eku(x, want_eku)) {
+                awarn(a, sub, "certificate has no %s extended key usage", eku_name);
             }
             if (json_array_size(out) >= MAX_CERT_LIST) {
                 aerr(a, jpath, "too many certificates (max %d)", MAX_CERT_LIST);
@@ -854,23 +947,309 @@ static json_t *cert_list_record(struct apply *a, const json_t *arr, const char *
     return out;
 }
 
-static int station_known(struct apply *a, const char *id)
+/* What a partner's send settings need to know of its station. */
+struct station_facts {
+    int has_signing;
+    int has_async_mdn_url;
+};
+
+static void station_facts_of(const json_t *st, struct station_facts *f)
+{
+    const char *u = json_string_value(json_object_get(st, "async_mdn_url"));
+    f->has_signing = json_is_object(json_object_get(st, "signing"));
+    f->has_async_mdn_url = u && *u;
+}
+
+/* Returns 1 when station id is declared in the file (first) or exists in
+ * Redis, with *f filled; 0 when it does not exist; -1 when Redis cannot be
+ * asked. */
+static int station_lookup(struct apply *a, const char *id, struct station_facts *f)
 {
     size_t i;
     const json_t *st;
     char *json = NULL;
     struct mft_err err = {0};
+    memset(f, 0, sizeof(*f));
     json_array_foreach(a->stations, i, st)
     {
         const char *sid = json_string_value(json_object_get(st, "id"));
-        if (sid && strcmp(sid, id) == 0)
+        if (sid && strcmp(sid, id) == 0) {
+            station_facts_of(st, f);
             return 1;
+        }
     }
     if (open_store(a->ctl) != 0)
         return -1;
     int r = mft_store_get_station(a->ctl->store, id, &json, &err);
+    if (r == 0) {
+        json_t *rec = json_loads(json, 0, NULL);
+        station_facts_of(rec, f);
+        json_decref(rec);
+    }
     free(json);
     return r == 0 ? 1 : r == 1 ? 0 : -1;
+}
+
+/* 43 base64 characters and "=": exactly 32 bytes (a SHA-256). */
+static int valid_pin(const char *s)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if (strlen(s) != 44 || s[43] != '=')
+        return 0;
+    for (size_t i = 0; i < 43; i++)
+        if (!strchr(b64, s[i]))
+            return 0;
+    /* 43 characters carry 258 bits: the last 2 must be zero */
+    return ((strchr(b64, s[42]) - b64) & 3) == 0;
+}
+
+/* Lowercase copy of in (at most len - 1 characters), without '-' when
+ * drop_dash. Returns 0, or -1 when too long. */
+static int lower_copy(const char *in, char *out, size_t len, int drop_dash)
+{
+    size_t k = 0;
+    for (const char *c = in; *c; c++) {
+        if (drop_dash && *c == '-')
+            continue;
+        if (k + 1 >= len) {
+            out[k] = '\0';
+            return -1;
+        }
+        out[k++] = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+    }
+    out[k] = '\0';
+    return 0;
+}
+
+static int in_list(const char *s, const char *const *list)
+{
+    for (; *list; list++)
+        if (strcmp(s, *list) == 0)
+            return 1;
+    return 0;
+}
+
+/* An optional string member that must be one of words; *out keeps its default. */
+static void word_member(struct apply *a, const json_t *obj, const char *path, const char *name,
+                        const char *const *words, const char **out)
+{
+    char sub[160], list[160] = "";
+    const char *w = member_str(a, obj, path, name, 0);
+    if (!w)
+        return;
+    if (in_list(w, words)) {
+        *out = w;
+        return;
+    }
+    for (const char *const *p = words; *p; p++) {
+        size_t n = strlen(list);
+        snprintf(list + n, sizeof(list) - n, "%s\"%s\"", n ? ", " : "", *p);
+    }
+    snprintf(sub, sizeof(sub), "%s.%s", path, name);
+    aerr(a, sub, "must be one of %s", list);
+}
+
+static void bool_member(struct apply *a, const json_t *obj, const char *path, const char *name,
+                        int *out)
+{
+    char sub[160];
+    const json_t *b = json_object_get(obj, name);
+    if (!b || json_is_null(b))
+        return;
+    snprintf(sub, sizeof(sub), "%s.%s", path, name);
+    if (!json_is_boolean(b))
+        aerr(a, sub, "must be true or false");
+    else
+        *out = json_is_true(b);
+}
+
+static void long_member(struct apply *a, const json_t *obj, const char *path, const char *name,
+                        long max, long *out)
+{
+    char sub[160];
+    const json_t *n = json_object_get(obj, name);
+    if (!n || json_is_null(n))
+        return;
+    snprintf(sub, sizeof(sub), "%s.%s", path, name);
+    if (!json_is_integer(n) || json_integer_value(n) < 1 || json_integer_value(n) > max)
+        aerr(a, sub, "must be an integer from 1 to %ld", max);
+    else
+        *out = (long)json_integer_value(n);
+}
+
+/*
+ * A partner's "send" object → its stored form, every setting normalised and
+ * with its default filled in; NULL after reporting errors. sf is the
+ * partner's station (NULL when it does not exist: already reported).
+ */
+static json_t *send_record(struct apply *a, const json_t *spec, const char *ppath, const char *pid,
+                           int have_encryption_cert, const struct station_facts *sf)
+{
+    static const char *const allowed[] = {"url",
+                                          "tls_server_certs",
+                                          "tls_server_cas",
+                                          "tls_server_pins",
+                                          "sign",
+                                          "encrypt",
+                                          "key_transport",
+                                          "compress",
+                                          "transfer_encoding",
+                                          "old_micalg_names",
+                                          "content_length",
+                                          "mdn",
+                                          "mdn_signed",
+                                          "mdn_timeout_s",
+                                          "timeout_s",
+                                          "max_attempts",
+                                          "retry_base_s",
+                                          "retry_max_s",
+                                          NULL};
+    static const char *const digests[] = {"sha1", "sha224", "sha256", "sha384", "sha512", NULL};
+    static const char *const ciphers[] = {
+        "aes-128-cbc", "aes-192-cbc", "aes-256-cbc", "des-ede3-cbc",
+        "aes-128-gcm", "aes-256-gcm", NULL};
+    static const char *const key_transports[] = {"rsa-pkcs1", "rsa-oaep", NULL};
+    static const char *const compressions[] = {"none", "before-signing", "after-signing", NULL};
+    static const char *const encodings[] = {"binary", "base64", NULL};
+    static const char *const mdn_modes[] = {"sync", "async", "none", NULL};
+    char path[128], sub[160];
+    char sign[16] = "sha256", cipher[32] = "aes-256-cbc";
+    const char *kt = "rsa-pkcs1", *compress = "none", *cte = "binary", *mdn = "sync", *w;
+    int errors_before = a->errors, https = -1, old_micalg = 0, clen = 0, mdn_signed = 1;
+    long mdn_timeout = 3600, timeout = 120, attempts = 10, retry_base = 30, retry_max = 3600;
+    json_t *rec = NULL, *certs = NULL, *cas = NULL, *pins = json_array();
+
+    snprintf(path, sizeof(path), "%s.send", ppath);
+    if (!json_is_object(spec)) {
+        aerr(a, path, "must be an object with at least \"url\"");
+        goto out;
+    }
+    check_members(a, spec, path, allowed);
+    const char *url = member_str(a, spec, path, "url", 1);
+    snprintf(sub, sizeof(sub), "%s.url", path);
+    if (url && (https = url_scheme(url, MAX_SEND_URL)) < 0)
+        aerr(a, sub, "must be an http:// or https:// URL with a host (at most %d characters)",
+             MAX_SEND_URL - 1);
+
+    int trust_errors = a->errors;
+    snprintf(sub, sizeof(sub), "%s.tls_server_certs", path);
+    certs = cert_list_record(a, json_object_get(spec, "tls_server_certs"), sub, 0, XKU_SSL_SERVER,
+                             "serverAuth");
+    snprintf(sub, sizeof(sub), "%s.tls_server_cas", path);
+    cas = cert_list_record(a, json_object_get(spec, "tls_server_cas"), sub, 1, 0, NULL);
+    const json_t *pv = json_object_get(spec, "tls_server_pins");
+    snprintf(sub, sizeof(sub), "%s.tls_server_pins", path);
+    if (pv && !json_is_null(pv) && !json_is_array(pv)) {
+        aerr(a, sub, "must be a list of \"sha256//BASE64\" strings");
+    } else if (json_array_size(pv) > MAX_PINS) {
+        aerr(a, sub, "at most %d pins", MAX_PINS);
+    } else {
+        size_t i;
+        const json_t *v;
+        json_array_foreach(pv, i, v)
+        {
+            const char *pin = json_string_value(v);
+            snprintf(sub, sizeof(sub), "%s.tls_server_pins[%zu]", path, i);
+            if (pin && strncmp(pin, "sha256//", 8) == 0)
+                pin += 8;
+            if (!pin || !valid_pin(pin))
+                aerr(a, sub,
+                     "must be \"sha256//\" (optional) and the base64 SHA-256 of the server's "
+                     "public key (SubjectPublicKeyInfo): 44 characters ending in \"=\"");
+            else
+                json_array_append_new(pins, json_string(pin));
+        }
+    }
+
+    trust_errors = a->errors - trust_errors;
+
+    if ((w = member_str(a, spec, path, "sign", 0)) != NULL) {
+        snprintf(sub, sizeof(sub), "%s.sign", path);
+        if (lower_copy(w, sign, sizeof(sign), 1) != 0 ||
+            (strcmp(sign, "none") != 0 && !in_list(sign, digests))) {
+            aerr(a, sub,
+                 "must be \"sha1\", \"sha224\", \"sha256\", \"sha384\", \"sha512\" (any case, "
+                 "\"sha-256\" too) or \"none\"");
+            sign[0] = '\0'; /* reported: no more errors about it */
+        } else if (strcmp(sign, "none") == 0)
+            sign[0] = '\0';
+    }
+    if ((w = member_str(a, spec, path, "encrypt", 0)) != NULL) {
+        snprintf(sub, sizeof(sub), "%s.encrypt", path);
+        int bad = lower_copy(w, cipher, sizeof(cipher), 0) != 0;
+        if (!bad && strcmp(cipher, "3des") == 0)
+            snprintf(cipher, sizeof(cipher), "des-ede3-cbc");
+        if (!bad && strcmp(cipher, "none") == 0)
+            cipher[0] = '\0';
+        else if (bad || !in_list(cipher, ciphers)) {
+            cipher[0] = '\0'; /* reported: no more errors about it */
+            aerr(a, sub,
+                 "must be \"aes-128-cbc\", \"aes-192-cbc\", \"aes-256-cbc\", \"des-ede3-cbc\" "
+                 "(or \"3des\"), \"aes-128-gcm\", \"aes-256-gcm\" or \"none\"");
+        }
+    }
+    word_member(a, spec, path, "key_transport", key_transports, &kt);
+    word_member(a, spec, path, "compress", compressions, &compress);
+    word_member(a, spec, path, "transfer_encoding", encodings, &cte);
+    word_member(a, spec, path, "mdn", mdn_modes, &mdn);
+    bool_member(a, spec, path, "old_micalg_names", &old_micalg);
+    bool_member(a, spec, path, "content_length", &clen);
+    bool_member(a, spec, path, "mdn_signed", &mdn_signed);
+    long_member(a, spec, path, "mdn_timeout_s", SEND_MDN_TIMEOUT_MAX, &mdn_timeout);
+    long_member(a, spec, path, "timeout_s", SEND_TIMEOUT_MAX, &timeout);
+    long_member(a, spec, path, "max_attempts", SEND_MAX_ATTEMPTS, &attempts);
+    long_member(a, spec, path, "retry_base_s", SEND_TIMEOUT_MAX, &retry_base);
+    long_member(a, spec, path, "retry_max_s", SEND_MDN_TIMEOUT_MAX, &retry_max);
+    if (retry_max < retry_base) {
+        snprintf(sub, sizeof(sub), "%s.retry_max_s", path);
+        aerr(a, sub, "%ld is below retry_base_s (%ld)", retry_max, retry_base);
+    }
+
+    size_t trust = json_array_size(certs) + json_array_size(cas) + json_array_size(pins);
+    snprintf(sub, sizeof(sub), "%s.url", path);
+    if (https == 1 && trust == 0 && trust_errors == 0)
+        aerr(a, sub,
+             "partner %s: send.url is https but no tls_server_certs, tls_server_cas or "
+             "tls_server_pins: the partner's server cannot be authenticated",
+             pid);
+    else if (https == 0 && trust > 0)
+        awarn(a, path,
+              "tls_server_certs, tls_server_cas and tls_server_pins are not used with an "
+              "http:// URL");
+    snprintf(sub, sizeof(sub), "%s.encrypt", path);
+    if (cipher[0] && !have_encryption_cert)
+        aerr(a, sub,
+             "partner %s: send.encrypt is %s but the partner has no encryption_cert (give it, or "
+             "set \"encrypt\": \"none\")",
+             pid, cipher);
+    snprintf(sub, sizeof(sub), "%s.sign", path);
+    if (sign[0] && sf && !sf->has_signing)
+        aerr(a, sub, "partner %s: send.sign is %s but the station has no signing keypair", pid,
+             sign);
+    snprintf(sub, sizeof(sub), "%s.mdn", path);
+    if (strcmp(mdn, "async") == 0 && sf && !sf->has_async_mdn_url)
+        aerr(a, sub,
+             "partner %s: send.mdn is async but the station has no async_mdn_url (where the "
+             "partner sends the MDN)",
+             pid);
+    if (a->errors != errors_before || !url)
+        goto out;
+    rec = json_pack("{s:s, s:O, s:O, s:O, s:s, s:s, s:s, s:s, s:s, s:b, s:b, s:s, s:b, s:I, s:I, "
+                    "s:I, s:I, s:I}",
+                    "url", url, "tls_server_certs", certs, "tls_server_cas", cas, "tls_server_pins",
+                    pins, "sign", sign[0] ? sign : "none", "encrypt", cipher[0] ? cipher : "none",
+                    "key_transport", kt, "compress", compress, "transfer_encoding", cte,
+                    "old_micalg_names", old_micalg, "content_length", clen, "mdn", mdn,
+                    "mdn_signed", mdn_signed, "mdn_timeout_s", (json_int_t)mdn_timeout, "timeout_s",
+                    (json_int_t)timeout, "max_attempts", (json_int_t)attempts, "retry_base_s",
+                    (json_int_t)retry_base, "retry_max_s", (json_int_t)retry_max);
+    if (!rec)
+        aerr(a, path, "out of memory");
+out:
+    json_decref(certs);
+    json_decref(cas);
+    json_decref(pins);
+    return rec;
 }
 
 static void apply_partner(struct apply *a, const json_t *pt, size_t idx)
@@ -885,13 +1264,16 @@ static void apply_partner(struct apply *a, const json_t *pt, size_t idx)
                                           "require_signature",
                                           "require_encryption",
                                           "mdn_signing",
+                                          "send",
                                           NULL};
     static const char *const mdn_modes[] = {"if-requested", "always", "never", NULL};
     char path[64], sub[96];
     int errors_before = a->errors;
     X509 *sign = NULL, *encr = NULL;
     char *sign_pem = NULL, *encr_pem = NULL;
-    json_t *tls_certs = NULL, *tls_cas = NULL, *rec = NULL;
+    json_t *tls_certs = NULL, *tls_cas = NULL, *rec = NULL, *send = NULL;
+    struct station_facts sf = {0};
+    int station_found = 0;
     int req_sig = 1, req_enc = 1;
     const char *mdn = "if-requested";
     struct mft_err err = {0};
@@ -915,7 +1297,8 @@ static void apply_partner(struct apply *a, const json_t *pt, size_t idx)
              "backslash; RFC 4130)");
     snprintf(sub, sizeof(sub), "%s.station", path);
     if (station) {
-        int k = valid_id(station) ? station_known(a, station) : 0;
+        int k = valid_id(station) ? station_lookup(a, station, &sf) : 0;
+        station_found = k == 1;
         if (k == 0)
             aerr(a, sub, "station \"%s\" does not exist (declare it under \"stations\")", station);
         else if (k < 0)
@@ -935,9 +1318,10 @@ static void apply_partner(struct apply *a, const json_t *pt, size_t idx)
         sk_X509_pop_free(c, X509_free);
     }
     snprintf(sub, sizeof(sub), "%s.tls_client_certs", path);
-    tls_certs = cert_list_record(a, json_object_get(pt, "tls_client_certs"), sub, 0);
+    tls_certs = cert_list_record(a, json_object_get(pt, "tls_client_certs"), sub, 0, XKU_SSL_CLIENT,
+                                 "clientAuth");
     snprintf(sub, sizeof(sub), "%s.tls_client_cas", path);
-    tls_cas = cert_list_record(a, json_object_get(pt, "tls_client_cas"), sub, 1);
+    tls_cas = cert_list_record(a, json_object_get(pt, "tls_client_cas"), sub, 1, 0, NULL);
 
     const char *bools[] = {"require_signature", "require_encryption"};
     int *vals[] = {&req_sig, &req_enc};
@@ -962,6 +1346,11 @@ static void apply_partner(struct apply *a, const json_t *pt, size_t idx)
         else
             mdn = m;
     }
+    const json_t *sp = json_object_get(pt, "send");
+    if (sp && !json_is_null(sp))
+        send =
+            send_record(a, sp, path, id ? id : "?", encr || json_object_get(pt, "encryption_cert"),
+                        station_found ? &sf : NULL);
     if (req_sig && !sign && !json_object_get(pt, "signing_cert"))
         aerr(a, path, "require_signature is true but no signing_cert is given");
     if (json_array_size(tls_certs) == 0 && json_array_size(tls_cas) == 0)
@@ -977,11 +1366,11 @@ static void apply_partner(struct apply *a, const json_t *pt, size_t idx)
         aerr_mft(a, path, &err);
         goto out;
     }
-    rec = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s?, s:s?, s:O, s:O, s:b, s:b, s:s}", "schema", 1,
-                    "kind", "partner", "id", id, "station", station, "as2_id", as2, "signing_cert",
-                    sign_pem, "encryption_cert", encr_pem, "tls_client_certs", tls_certs,
-                    "tls_client_cas", tls_cas, "require_signature", req_sig, "require_encryption",
-                    req_enc, "mdn_signing", mdn);
+    rec = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s?, s:s?, s:O, s:O, s:b, s:b, s:s, s:O*}",
+                    "schema", 1, "kind", "partner", "id", id, "station", station, "as2_id", as2,
+                    "signing_cert", sign_pem, "encryption_cert", encr_pem, "tls_client_certs",
+                    tls_certs, "tls_client_cas", tls_cas, "require_signature", req_sig,
+                    "require_encryption", req_enc, "mdn_signing", mdn, "send", send);
     struct planned *p = plan_add(a, path);
     if (p && rec) {
         snprintf(p->id, sizeof(p->id), "%s", id);
@@ -996,6 +1385,7 @@ out:
     free(encr_pem);
     json_decref(tls_certs);
     json_decref(tls_cas);
+    json_decref(send);
     json_decref(rec);
 }
 
@@ -1203,13 +1593,27 @@ static json_t *object_view(struct ctl *c, int station, const char *id, time_t *e
     return v;
 }
 
+/* "0 cert(s), 1 CA(s), 0 pin(s)": how the server of a send view is
+ * authenticated ("none (http)" for a plain-HTTP URL). */
+static void trust_summary(const json_t *send, char *buf, size_t len)
+{
+    const char *url = json_string_value(json_object_get(send, "url"));
+    if (url && strncasecmp(url, "http://", 7) == 0)
+        snprintf(buf, len, "none (http)");
+    else
+        snprintf(buf, len, "%zu cert(s), %zu CA(s), %zu pin(s)",
+                 json_array_size(json_object_get(send, "tls_server_certs")),
+                 json_array_size(json_object_get(send, "tls_server_cas")),
+                 json_array_size(json_object_get(send, "tls_server_pins")));
+}
+
 static int get_configs(struct ctl *c, int station)
 {
     char **ids = NULL;
     size_t n = 0;
     struct mft_err err = {0};
     json_t *all = json_array();
-    struct table t = {.ncol = station ? 5 : 6};
+    struct table t = {.ncol = station ? 5 : 8};
     int rc = EXIT_ERR;
 
     if ((station ? mft_store_list_stations : mft_store_list_partners)(c->store, &ids, &n, &err)) {
@@ -1220,14 +1624,14 @@ static int get_configs(struct ctl *c, int station)
         const char *h[] = {"ID", "AS2 ID", "SIGNING CERTIFICATE", "TLS CERTIFICATE", "NEXT EXPIRY"};
         table_add(&t, h);
     } else {
-        const char *h[] = {"ID",          "STATION",    "AS2 ID", "SIGNING CERTIFICATE",
-                           "TLS CLIENTS", "NEXT EXPIRY"};
+        const char *h[] = {"ID",          "STATION",  "AS2 ID",       "SIGNING CERTIFICATE",
+                           "TLS CLIENTS", "SEND URL", "SERVER TRUST", "NEXT EXPIRY"};
         table_add(&t, h);
     }
     for (size_t i = 0; i < n; i++) {
         time_t earliest = 0;
         int absent;
-        char exp[32] = "", ntls[48];
+        char exp[32] = "", ntls[48], trust[80] = "";
         json_t *v = object_view(c, station, ids[i], &earliest, &absent);
         if (!v)
             continue;
@@ -1246,11 +1650,17 @@ static int get_configs(struct ctl *c, int station)
             snprintf(ntls, sizeof(ntls), "%zu cert(s), %zu CA(s)",
                      json_array_size(json_object_get(v, "tls_client_certs")),
                      json_array_size(json_object_get(v, "tls_client_cas")));
+            const json_t *send = json_object_get(v, "send");
+            const char *url = json_string_value(json_object_get(send, "url"));
+            if (url)
+                trust_summary(send, trust, sizeof(trust));
             const char *row[] = {ids[i],
                                  json_string_value(json_object_get(v, "station")),
                                  json_string_value(json_object_get(v, "as2_id")),
                                  view_subject(json_object_get(v, "signing_cert")),
                                  ntls,
+                                 url,
+                                 trust,
                                  exp};
             table_add(&t, row);
         }

@@ -352,7 +352,9 @@ static void *work(void *arg)
             note_error(w, "HTTP error: ", body.p ? body.p : "", code);
         } else if (!mdn_ok(&body)) {
             w->mdn_errors++;
-            note_error(w, "not a positive MDN: ", body.p ? body.p : "", 0);
+            /* the Disposition line says why, when there is one */
+            const char *d = body.p ? memmem(body.p, body.len, "Disposition:", 12) : NULL;
+            note_error(w, "not a positive MDN: ", d ? d : body.p ? body.p : "", 0);
         } else {
             w->successes++;
         }

@@ -8,13 +8,13 @@
 #   1. throughput of 10 KB signed (SHA-256) + encrypted (AES-256-CBC) messages
 #      with a signed synchronous MDN over keep-alive mutual TLS (mft-as2load,
 #      1/4/8/16 connections), after checking a sample of the MDNs with
-#      `openssl cms -verify`, and the MessageReceived events on Kafka against
-#      the successes; beside it the `openssl cms` CLI (decrypt + verify) and
+#      `openssl cms -verify`, and the MessageReceived records on Kafka (end
+#      offsets, kcat) against the successes; the `openssl cms` CLI and
 #      nginx (`return 200` over TLS with client certificates) as references;
 #   2. one 100 MB message: request wall time and peak RSS of a fresh ingress,
 #      beside `openssl cms -decrypt` + `-verify` on the same file.
 # Prints a readable report, then the same figures as a Markdown section.
-# Installs nginx (and GNU time) with apt-get when missing. Stops everything it
+# Installs nginx, GNU time and kcat with apt-get when missing. Stops everything it
 # started. Knobs: BENCH_SECONDS (15), BENCH_THREADS ("1 4 8 16"),
 # BENCH_NGINX_SECONDS (5), BENCH_CLI_LOOPS (200), BENCH_LARGE_MB (100).
 set -uo pipefail
@@ -35,12 +35,13 @@ LARGE_MB=${BENCH_LARGE_MB:-100}
 LOAD=$MFT_BIN/mft-as2load
 [ -x "$LOAD" ] || { echo "$LOAD not found: build first (./mft build)" >&2; exit 1; }
 
-# shellcheck source=../../tools/stack.sh
+# shellcheck disable=SC1091
 source "$ROOT/tools/stack.sh"
-# shellcheck source=../../tools/partner.sh
+# shellcheck disable=SC1091
 source "$ROOT/tools/partner.sh"
 rm -rf "$STACK_DIR"; mkdir -p "$STACK_DIR"
-trap stack_stop EXIT
+# the received payloads (~2 GB after a full run) go; logs and report.txt stay
+trap 'stack_stop; rm -rf "$STACK_DIR/payloads" "$STACK_DIR"/payload-*.bin "$STACK_DIR/large"' EXIT
 trap 'exit 130' INT TERM
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -55,6 +56,7 @@ rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 need_pkgs=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx)
 [ -x /usr/bin/time ] || need_pkgs+=(time)
+command -v kcat >/dev/null || need_pkgs+=(kcat)
 if ((${#need_pkgs[@]})); then
   if [ "$(id -u)" = 0 ]; then
     say "installing ${need_pkgs[*]} (apt-get)"
@@ -94,7 +96,20 @@ load() { # load URL THREADS SECONDS [extra args] — prints the JSON line
   "$LOAD" --url "$1" --body "$M/body" --content-type "$CTYPE" --cert "$AS2_TLS_CERT" \
     --key "$AS2_TLS_KEY" --cacert "$AS2_CA" --threads "$2" --seconds "$3" "${@:4}"
 }
-inbound_count() { "$MFT_BIN/mftctl" events mft.inbound.v1 2>/dev/null | wc -l; }
+# Kafka offsets of mft.inbound.v1 summed over its partitions (kcat -Q): -1 =
+# the end (every record ever acknowledged), -2 = the first still retained.
+# The embedded broker (librdkafka's mock cluster) keeps only ~5 MB per
+# partition, so `mftctl events | wc -l` sees the retained window only.
+kafka_offsets() {
+  local args=() p
+  for p in $(kcat -b "$MFT_KAFKA_BROKERS" -L -t mft.inbound.v1 -J |
+    python3 -c 'import json,sys; [print(p["partition"]) for p in json.load(sys.stdin)["topics"][0]["partitions"]]'); do
+    args+=(-t "mft.inbound.v1:$p:$1")
+  done
+  kcat -b "$MFT_KAFKA_BROKERS" -Q "${args[@]}" | awk '{n += $NF} END {print n + 0}'
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
 
 say "correctness: 5 requests by mft-as2load, each MDN verified with openssl cms -verify"
 V=$(load "$URL" 1 30 --count 5 --dump "$STACK_DIR/verify" --dump-count 5) || die "mft-as2load failed"
@@ -107,19 +122,27 @@ for d in "$STACK_DIR"/verify/r*; do
     die "MDN in $d: MIC [$MDN_MIC], openssl dgst says [$(cat "$M/mic.expected")]"
   VERIFIED=$((VERIFIED + 1))
 done
-[ "$VERIFIED" = 5 ] && [ "$(jget "$V" successes)" = 5 ] || die "sample: $V"
+if [ "$VERIFIED" != 5 ] || [ "$(jget "$V" successes)" != 5 ]; then die "sample: $V"; fi
 say "  5/5 MDNs signed, verified by openssl, processed, MIC = openssl dgst"
 
-declare -A R EV
-EV_BEFORE=$(inbound_count)
+declare -A R EV CPU_IN CPU_RD
+REDIS_PID=${STACK_PIDS[0]}
+EV_BEFORE=$(kafka_offsets -1)
 for t in $THREADS; do
   say "mft-ingress: $t connection(s), ${SECS} s"
+  c0=$(cpu_ticks "$INGRESS_PID") r0=$(cpu_ticks "$REDIS_PID")
   R[$t]=$(load "$URL" "$t" "$SECS" --count 1000000) || die "mft-as2load failed: ${R[$t]:-}"
   echo "   ${R[$t]}" >&2
-  ev_after=$(inbound_count)
+  ok=$(jget "${R[$t]}" successes)
+  # CPU time per successful message, in ms: mft-ingress, redis-server
+  CPU_IN[$t]=$(calc "round(($(cpu_ticks "$INGRESS_PID") - $c0) * 1000 / $HZ / max($ok, 1), 2)")
+  CPU_RD[$t]=$(calc "round(($(cpu_ticks "$REDIS_PID") - $r0) * 1000 / $HZ / max($ok, 1), 2)")
+  ev_after=$(kafka_offsets -1)
   EV[$t]=$((ev_after - EV_BEFORE))
   EV_BEFORE=$ev_after
 done
+RETAINED=$((EV_BEFORE - $(kafka_offsets -2)))
+LISTED=$("$MFT_BIN/mftctl" events mft.inbound.v1 2>/dev/null | wc -l)
 INGRESS_RSS_AFTER_LOAD=$(rss_kb "$INGRESS_PID")
 INGRESS_HWM_AFTER_LOAD=$(hwm_kb "$INGRESS_PID")
 
@@ -127,9 +150,10 @@ say "reference: openssl cms -decrypt + -verify (CLI), ${LOOPS} times on the same
 t0=$(now)
 for ((i = 0; i < LOOPS; i++)); do
   openssl cms -decrypt -binary -inform DER -in "$M/body" -recip "$K/acme-encryption.crt" \
-    -inkey "$K/acme-encryption.key" -out "$STACK_DIR/cli.dec" 2>/dev/null &&
-    openssl cms -verify -binary -crlfeol -in "$STACK_DIR/cli.dec" -CAfile "$K/globex-signing.crt" \
-      -purpose any -out /dev/null 2>/dev/null || die "openssl cms failed on iteration $i"
+    -inkey "$K/acme-encryption.key" -out "$STACK_DIR/cli.dec" 2>/dev/null ||
+    die "openssl cms -decrypt failed on iteration $i"
+  openssl cms -verify -binary -crlfeol -in "$STACK_DIR/cli.dec" -CAfile "$K/globex-signing.crt" \
+    -purpose any -out /dev/null 2>/dev/null || die "openssl cms -verify failed on iteration $i"
 done
 CLI_S=$(calc "$(now) - $t0")
 CLI_RATE=$(calc "round($LOOPS / $CLI_S, 1)")
@@ -165,7 +189,7 @@ http {
 }
 CONF
   "$NGINX" -p "$STACK_DIR/nginx" -c "$STACK_DIR/nginx/nginx.conf" -e "$STACK_DIR/logs/nginx.log" \
-    >>"$STACK_DIR/logs/nginx.log" 2>&1 &
+    >"$STACK_DIR/logs/nginx.out" 2>&1 &
   STACK_PIDS+=($!)
   if wait_for 10 curl -sf --cacert "$AS2_CA" --cert "$AS2_TLS_CERT" --key "$AS2_TLS_KEY" \
     "https://localhost:$NPORT/"; then
@@ -249,6 +273,7 @@ V_RSS=$(verdict "$PEAK_HWM <= 64 * 1024")
 CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 KAFKA_OK=yes
 for t in $THREADS; do [ "${EV[$t]}" = "$(jget "${R[$t]}" successes)" ] || KAFKA_OK=no; done
+[ "$LISTED" = "$RETAINED" ] || KAFKA_OK=no
 
 {
   echo
@@ -256,17 +281,24 @@ for t in $THREADS; do [ "${EV[$t]}" = "$(jget "${R[$t]}" successes)" ] || KAFKA_
   echo
   echo "1. 10 KB payload, signed sha256 + encrypted aes-256-cbc, signed sync MDN, keep-alive mTLS"
   echo "   body on the wire: $(stat -c %s "$M/body") bytes; MDN sample: $VERIFIED/5 verified by openssl cms -verify"
-  printf '   %-10s %9s %9s %9s %9s %9s %9s %9s %9s\n' conns requests ok failed msgs/s p50_ms p99_ms max_ms kafka
+  printf '   %-6s %8s %8s %7s %8s %7s %7s %7s %8s %8s %8s\n' conns requests ok failed msgs/s \
+    p50_ms p99_ms max_ms kafka cpu_ms cpu_ms
+  printf '   %-6s %8s %8s %7s %8s %7s %7s %7s %8s %8s %8s\n' "" "" "" "" "" "" "" "" "records" \
+    "ingress" "redis"
   for t in $THREADS; do
     j=${R[$t]}
-    printf '   %-10s %9s %9s %9s %9s %9s %9s %9s %9s\n' "$t" "$(jget "$j" requests)" \
+    printf '   %-6s %8s %8s %7s %8s %7s %7s %7s %8s %8s %8s\n' "$t" "$(jget "$j" requests)" \
       "$(jget "$j" successes)" "$(jget "$j" failures)" "$(jget "$j" msgs_per_s)" \
-      "$(jget "$j" p50_ms)" "$(jget "$j" p99_ms)" "$(jget "$j" max_ms)" "${EV[$t]}"
+      "$(jget "$j" p50_ms)" "$(jget "$j" p99_ms)" "$(jget "$j" max_ms)" "${EV[$t]}" \
+      "${CPU_IN[$t]}" "${CPU_RD[$t]}"
     fe=$(jget "$j" first_error); [ -n "$fe" ] && echo "      first error: $fe"
   done
-  echo "   MessageReceived events on Kafka = successes in every run: $KAFKA_OK"
+  echo "   (kafka records: MessageReceived records acknowledged on mft.inbound.v1 during the run,"
+  echo "    from the end offsets; cpu_ms: CPU time of the process per successful message)"
+  echo "   MessageReceived records = successes in every run: $KAFKA_OK;"
+  echo "   mftctl events mft.inbound.v1 | wc -l = $LISTED = records the embedded broker still retains ($RETAINED, ~5 MB/partition)"
   echo "   mft-ingress after the load: VmRSS $(mb "$INGRESS_RSS_AFTER_LOAD") MB, VmHWM $(mb "$INGRESS_HWM_AFTER_LOAD") MB"
-  echo "   reference, openssl cms -decrypt + -verify (CLI, 1 process each): $CLI_RATE msgs/s"
+  echo "   reference, openssl cms -decrypt + -verify (CLI, 1 process each, sequential): $CLI_RATE msgs/s"
   if ((${#NG[@]})); then
     for t in $THREADS; do
       j=${NG[$t]}
@@ -285,18 +317,20 @@ for t in $THREADS; do [ "${EV[$t]}" = "$(jget "${R[$t]}" successes)" ] || KAFKA_
   echo
   echo "### Results ($(date -u '+%Y-%m-%d'), $(nproc) cores, $CPU)"
   echo
-  echo "| 10 KB, sign+encrypt, signed MDN | msgs/s | p50 ms | p99 ms | max ms | failed | Kafka events |"
-  echo "|---|---:|---:|---:|---:|---:|---:|"
+  echo "| 10 KB, sign+encrypt, signed MDN | msgs/s | p50 ms | p99 ms | max ms | failed | Kafka records | CPU ms/msg ingress / redis |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
   for t in $THREADS; do
     j=${R[$t]}
-    echo "| mft-ingress, $t conn(s) | $(jget "$j" msgs_per_s) | $(jget "$j" p50_ms) | $(jget "$j" p99_ms) | $(jget "$j" max_ms) | $(jget "$j" failures) | ${EV[$t]} / $(jget "$j" successes) |"
+    echo "| mft-ingress, $t conn(s) | $(jget "$j" msgs_per_s) | $(jget "$j" p50_ms) | $(jget "$j" p99_ms) | $(jget "$j" max_ms) | $(jget "$j" failures) / $(jget "$j" requests) | ${EV[$t]} | ${CPU_IN[$t]} / ${CPU_RD[$t]} |"
   done
   for t in $THREADS; do
     [ -n "${NG[$t]:-}" ] || continue
     j=${NG[$t]}
-    echo "| nginx \`return 200\` over mTLS, $t conn(s) | $(jget "$j" msgs_per_s) | $(jget "$j" p50_ms) | $(jget "$j" p99_ms) | $(jget "$j" max_ms) | $(jget "$j" failures) | – |"
+    echo "| nginx \`return 200\` over mTLS, $t conn(s) | $(jget "$j" msgs_per_s) | $(jget "$j" p50_ms) | $(jget "$j" p99_ms) | $(jget "$j" max_ms) | $(jget "$j" failures) / $(jget "$j" requests) | – | – |"
   done
-  echo "| \`openssl cms -decrypt\` + \`-verify\` CLI, sequential | $CLI_RATE | | | | | – |"
+  echo "| \`openssl cms -decrypt\` + \`-verify\` CLI, sequential | $CLI_RATE | | | | | – | – |"
+  echo
+  echo "\`mftctl events mft.inbound.v1 | wc -l\` after the runs: $LISTED = the $RETAINED records the embedded broker retains; every run's end-offset delta = its successes: $KAFKA_OK."
   echo
   echo "| ${LARGE_MB} MB, sign+encrypt | wall s | peak RSS MB |"
   echo "|---|---:|---:|"

@@ -539,8 +539,8 @@ static void test_openssl_matrix(void **state)
                         size_t hl, off;
                         char want[128];
                         tk_split(ent, elen, &hl, &off);
-                        assert_int_equal(mft_smime_digest_b64(ossl[m], ent + off, elen - off,
-                                                              want, sizeof(want), &err),
+                        assert_int_equal(mft_smime_digest_b64(ossl[m], ent + off, elen - off, want,
+                                                              sizeof(want), &err),
                                          0);
                         assert_string_equal(res.mic_b64, want);
                     }
