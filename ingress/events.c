@@ -10,42 +10,13 @@
 #include "mft_ops.h"
 #include "mft_events.h"
 #include "mft_smime.h"
+#include "mft_time.h"
 #include "mft/v1/events.pb-c.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static void rfc3339_ms(long long ms, char *out, size_t outlen)
-{
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    size_t n = strftime(out, outlen, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, outlen - n, ".%03lldZ", ms % 1000);
-}
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Message-ID without its angle brackets (the event's as2_message_id). */
-static void bare_message_id(const char *in, char *out, size_t outlen)
-{
-    size_t n = strlen(in);
-    if (n >= 2 && in[0] == '<' && in[n - 1] == '>') {
-        in++;
-        n -= 2;
-    }
-    if (n >= outlen)
-        n = outlen - 1;
-    memcpy(out, in, n);
-    out[n] = '\0';
-}
 
 static char *s(const char *v)
 {
@@ -86,8 +57,8 @@ int events_received(struct ingress *in, const struct received *m, struct mft_err
     char mid[1000], when[40], sign_alg[32];
     const struct mft_as2_result *res = m->res;
 
-    bare_message_id(m->as2_message_id, mid, sizeof(mid));
-    rfc3339_ms(m->received_ms, when, sizeof(when));
+    mft_as2_bare_message_id(m->as2_message_id, mid, sizeof(mid));
+    mft_rfc3339_ms(m->received_ms, when, sizeof(when));
     digest_rfc(res->sign_digest, sign_alg, sizeof(sign_alg));
     ev.message_id = (char *)m->uuid;
     ev.as2_message_id = mid;
@@ -150,8 +121,8 @@ void events_rejected(struct ingress *in, const struct rejection *r, const struct
     char *sent[1], *received[1];
     const char *kind = mft_err_kind_name(err->kind);
 
-    rfc3339_ms(now_ms(), when, sizeof(when));
-    bare_message_id(s(r->as2_message_id), mid, sizeof(mid));
+    mft_rfc3339_ms(mft_now_ms(), when, sizeof(when));
+    mft_as2_bare_message_id(s(r->as2_message_id), mid, sizeof(mid));
     e.kind = (char *)kind;
     e.message = (char *)err->message;
     e.detail = (char *)err->detail;

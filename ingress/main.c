@@ -108,6 +108,12 @@ static void declare_metrics(void)
     mft_metric_declare("mft_ingress_rejected_total", "counter",
                        "rejected requests and failed TLS handshakes, by error kind");
     mft_metric_declare("mft_ingress_inflight", "gauge", "requests being processed");
+    mft_metric_declare("mft_ingress_async_mdns_total", "counter",
+                       "asynchronous MDNs this gateway sent to partners, by result");
+    mft_metric_declare("mft_ingress_mdns_total", "counter",
+                       "asynchronous MDNs taken for messages egress sent");
+    mft_metric_declare("mft_outbound_transitions_total", "counter",
+                       "state changes of outgoing messages, by state");
     mft_metric_declare("mft_config_version", "gauge", "configuration version in force");
 }
 

@@ -17,6 +17,9 @@
 #include "mft_log.h"
 #include "mft_mdn.h"
 #include "mft_ops.h"
+#include "mft_httpc.h"
+#include "mft_outbox.h"
+#include "mft_time.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -41,14 +44,8 @@ struct request {
     /* an early failure: answered after the body has been read (and discarded) */
     unsigned fail_status;
     struct mft_err fail;
+    char async_url[512]; /* Receipt-Delivery-Option: the MDN goes there, not in the answer */
 };
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Copies a header value, trimmed and without the quotes a sender may add. */
 static void header_copy(struct MHD_Connection *conn, const char *name, char *out, size_t outlen)
@@ -108,13 +105,113 @@ static enum MHD_Result answer_error(struct MHD_Connection *conn, unsigned status
     return answer_text(conn, status, text);
 }
 
-/* Quotes an AS2 id for a header when it contains blanks (RFC 4130 §6.2). */
-static void as2_id_header(const char *id, char *out, size_t outlen)
+/* An asynchronous MDN on its way to the partner (one detached thread each). */
+struct async_mdn {
+    struct mft_registry *reg; /* holds partner and station alive */
+    const struct mft_partner *partner;
+    char url[512], message_id[1000];
+    char hdr[8][1200];
+    unsigned char *body;
+    size_t len;
+};
+
+/*
+ * POSTs the MDN to the partner's Receipt-Delivery-Option URL with the
+ * station's TLS client certificate, authenticating the partner's server by
+ * its "send" trust settings (an https URL without them cannot be trusted and
+ * is refused). Three tries, 2 s and 10 s apart; every failure is logged with
+ * its kind and counted.
+ */
+static void *async_mdn_run(void *arg)
 {
-    if (strpbrk(id, " \t\""))
-        snprintf(out, outlen, "\"%s\"", id);
-    else
-        snprintf(out, outlen, "%s", id);
+    struct async_mdn *am = arg;
+    const struct mft_partner_send *ps = &am->partner->send;
+    const struct mft_station *st = am->partner->station;
+    const char *hdr[9];
+    for (int i = 0; i < 8; i++)
+        hdr[i] = am->hdr[i][0] ? am->hdr[i] : NULL;
+    hdr[8] = NULL;
+    struct mft_httpc_trust trust = {ps->tls_server_certs, ps->tls_server_cas, ps->tls_server_pins,
+                                    ps->n_pins};
+    struct mft_httpc_client_id client = {st->tls_client_cert_pem, st->tls_client_key_pem};
+    struct mft_httpc_request rq = {
+        .url = am->url,
+        .headers = hdr,
+        .body = am->body,
+        .len = am->len,
+        .content_length = 1,
+        .timeout_s = 60,
+        .trust = &trust,
+        .client = client.cert_pem ? &client : NULL,
+    };
+    static const int waits[] = {0, 2, 10};
+    struct mft_err err;
+    for (int i = 0; i < 3; i++) {
+        sleep((unsigned)waits[i]);
+        struct mft_httpc_response resp;
+        mft_err_clear(&err);
+        if (mft_httpc_post(&rq, &resp, &err) == 0) {
+            long status = resp.status;
+            mft_httpc_response_free(&resp);
+            if (status >= 200 && status <= 299) {
+                mft_info("mdn.async_sent", "asynchronous MDN delivered", "as2_message_id",
+                         am->message_id, "partner", am->partner->id, "url", am->url);
+                mft_metric_inc("mft_ingress_async_mdns_total", "result=\"sent\"");
+                goto out;
+            }
+            mft_err_set(&err, MFT_E_HTTP_STATUS, "the partner answered our MDN with HTTP %ld",
+                        status);
+            if (!mft_httpc_status_transient(status))
+                break;
+        } else if (!mft_httpc_err_transient(&err)) {
+            break;
+        }
+    }
+    mft_error("mdn.async_failed", err.message, "as2_message_id", am->message_id, "partner",
+              am->partner->id, "url", am->url, "error_kind", mft_err_kind_name(err.kind), "detail",
+              err.detail);
+    mft_metric_inc("mft_ingress_async_mdns_total", "result=\"failed\"");
+out:
+    mft_registry_unref(am->reg);
+    free(am->body);
+    free(am);
+    return NULL;
+}
+
+/* Hands the MDN (body consumed) to a detached sender thread. */
+static void async_mdn_post(struct request *rq, const char *from, const char *to, const char *mid,
+                           const char *date, const char *ctype, unsigned char *body, size_t len)
+{
+    struct async_mdn *am = calloc(1, sizeof(*am));
+    pthread_t t;
+    if (!am) {
+        free(body);
+        return;
+    }
+    am->reg = mft_registry_ref(rq->reg);
+    am->partner = rq->partner;
+    am->body = body;
+    am->len = len;
+    snprintf(am->url, sizeof(am->url), "%s", rq->async_url);
+    snprintf(am->message_id, sizeof(am->message_id), "%s", rq->message_id);
+    snprintf(am->hdr[0], sizeof(am->hdr[0]), "AS2-Version: 1.2");
+    snprintf(am->hdr[1], sizeof(am->hdr[1]), "AS2-From: %s", from);
+    snprintf(am->hdr[2], sizeof(am->hdr[2]), "AS2-To: %s", to);
+    snprintf(am->hdr[3], sizeof(am->hdr[3]), "Message-ID: %s", mid);
+    snprintf(am->hdr[4], sizeof(am->hdr[4]), "Date: %s", date);
+    snprintf(am->hdr[5], sizeof(am->hdr[5]), "MIME-Version: 1.0");
+    snprintf(am->hdr[6], sizeof(am->hdr[6]), "Content-Type: %s", ctype);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, async_mdn_run, am) != 0) {
+        mft_error("mdn.async_failed", "cannot start the MDN sender thread", "as2_message_id",
+                  rq->message_id);
+        mft_registry_unref(am->reg);
+        free(am->body);
+        free(am);
+    }
+    pthread_attr_destroy(&attr);
 }
 
 /*
@@ -160,17 +257,19 @@ static enum MHD_Result answer_mdn(struct request *rq, struct MHD_Connection *con
     }
     if (signed_out)
         *signed_out = signer != NULL;
-    struct MHD_Response *r = MHD_create_response_from_buffer(body_len, body, MHD_RESPMEM_MUST_FREE);
     char from[140], to[140], mid[300], date[64];
-    as2_id_header(rq->as2_to, from, sizeof(from));
-    as2_id_header(rq->as2_from, to, sizeof(to));
+    mft_as2_id_header(rq->as2_to, from, sizeof(from));
+    mft_as2_id_header(rq->as2_from, to, sizeof(to));
     char id[37];
     mft_uuid4(id);
     snprintf(mid, sizeof(mid), "<%s@%s>", id, rq->in->hostname);
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    mft_http_date(date, sizeof(date));
+    if (rq->async_url[0]) {
+        async_mdn_post(rq, from, to, mid, date, ctype, body, body_len);
+        free(ctype);
+        return answer_text(conn, 200, "received; the MDN follows asynchronously");
+    }
+    struct MHD_Response *r = MHD_create_response_from_buffer(body_len, body, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(r, "AS2-Version", "1.2");
     MHD_add_response_header(r, "AS2-From", from);
     MHD_add_response_header(r, "AS2-To", to);
@@ -233,7 +332,7 @@ static void begin(struct request *rq, struct MHD_Connection *conn, const char *u
     rq->tls = ci ? ci->socket_context : NULL;
     peer_address_of(conn, rq->peer_address, sizeof(rq->peer_address));
     mft_uuid4(rq->uuid);
-    rq->received_ms = now_ms();
+    rq->received_ms = mft_now_ms();
     header_copy(conn, "AS2-From", rq->as2_from, sizeof(rq->as2_from));
     header_copy(conn, "AS2-To", rq->as2_to, sizeof(rq->as2_to));
     header_copy(conn, "Message-ID", rq->message_id, sizeof(rq->message_id));
@@ -323,6 +422,35 @@ static enum MHD_Result fail_unavailable(struct request *rq, struct MHD_Connectio
     return answer_error(conn, 503, err);
 }
 
+/*
+ * An asynchronous MDN from a partner for a message egress sent: recognised by
+ * its content whatever the URL, judged and recorded by mft_outbox (the same
+ * code egress uses for synchronous MDNs). Answers 200 once the outcome is
+ * durable, 400 for an MDN that answers no message of ours or is not an MDN,
+ * 503 when Redis or Kafka cannot take it (the partner retries).
+ */
+static enum MHD_Result take_mdn(struct request *rq, struct MHD_Connection *conn, const char *ctype,
+                                const unsigned char *body, size_t len)
+{
+    struct ingress *in = rq->in;
+    struct mft_outbox ob = {in->store, in->bus, in->payloads, in->bus_timeout_ms};
+    struct mft_outbox_mdn_result res;
+    struct mft_err err;
+    mft_err_clear(&err);
+    int rc = mft_outbox_take_mdn(&ob, rq->reg, NULL, ctype, body, len, NULL, 0, &res, &err);
+    if (rc < 0)
+        return fail_unavailable(rq, conn, &err);
+    if (rc > 0) {
+        reject(rq, "as2", 400, "", &err);
+        return answer_error(conn, 400, &err);
+    }
+    mft_info("mdn.received", "asynchronous MDN taken", "message_id", res.uuid, "partner",
+             rq->partner->id, "state", res.state, "disposition", res.disposition, "repeat",
+             res.already_final ? "1" : "0");
+    mft_metric_inc("mft_ingress_mdns_total", "");
+    return answer_text(conn, 200, "MDN received");
+}
+
 static enum MHD_Result finish(struct request *rq, struct MHD_Connection *conn)
 {
     struct ingress *in = rq->in;
@@ -358,13 +486,19 @@ static enum MHD_Result finish(struct request *rq, struct MHD_Connection *conn)
         .body_len = body_len,
         .max_inflated = (size_t)in->max_inflated,
     };
+    if (mft_outbox_looks_like_mdn(req.content_type, body, body_len)) {
+        ret = take_mdn(rq, conn, req.content_type, body, body_len);
+        goto out;
+    }
     int mdn_wanted = header(conn, "Disposition-Notification-To") != NULL;
     const char *mdn_mode = mdn_wanted ? "sync" : "none";
-    if (mdn_wanted && header(conn, "Receipt-Delivery-Option"))
-        /* Asynchronous MDN delivery needs the sending side (egress); until then
-         * the MDN is given in the HTTP response, which partners accept. */
-        mft_warn("mdn.async_as_sync", "async MDN requested; answered synchronously",
-                 "as2_message_id", rq->message_id, "partner", rq->partner->id);
+    if (mdn_wanted && header(conn, "Receipt-Delivery-Option")) {
+        header_copy(conn, "Receipt-Delivery-Option", rq->async_url, sizeof(rq->async_url));
+        if (strncmp(rq->async_url, "https://", 8) == 0 || strncmp(rq->async_url, "http://", 7) == 0)
+            mdn_mode = "async";
+        else
+            rq->async_url[0] = '\0'; /* mailto: and the like: answered synchronously */
+    }
     if (mft_as2_receive(&req, rq->station, rq->partner, &res, &err) < 0) {
         ret = fail_as2(rq, conn, &res, &err);
         goto out;

@@ -569,3 +569,24 @@ const char *mft_as2_disposition_modifier_err(const struct mft_err *err)
         return "integrity-check-failed";
     return mft_as2_disposition_modifier(err->kind);
 }
+
+void mft_as2_id_header(const char *id, char *out, size_t outlen)
+{
+    if (strpbrk(id, " \t\""))
+        snprintf(out, outlen, "\"%s\"", id);
+    else
+        snprintf(out, outlen, "%s", id);
+}
+
+void mft_as2_bare_message_id(const char *in, char *out, size_t outlen)
+{
+    size_t n = strlen(in);
+    if (n >= 2 && in[0] == '<' && in[n - 1] == '>') {
+        in++;
+        n -= 2;
+    }
+    if (n >= outlen)
+        n = outlen - 1;
+    memcpy(out, in, n);
+    out[n] = '\0';
+}

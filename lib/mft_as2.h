@@ -82,4 +82,11 @@ const char *mft_as2_disposition_modifier(enum mft_err_kind kind);
  */
 const char *mft_as2_disposition_modifier_err(const struct mft_err *err);
 
+/* Writes an AS2 id as an AS2-From / AS2-To header value: quoted when it
+ * holds a space, a TAB or a quote (RFC 4130 §6.2), as is otherwise. */
+void mft_as2_id_header(const char *id, char *out, size_t outlen);
+
+/* Copies a Message-ID without its angle brackets ("<a@b>" -> "a@b"). */
+void mft_as2_bare_message_id(const char *in, char *out, size_t outlen);
+
 #endif

@@ -17,6 +17,7 @@
  */
 #include "mft_bus.h"
 #include "mft_log.h"
+#include "mft_time.h"
 
 #include <librdkafka/rdkafka.h>
 #include <openssl/rand.h>
@@ -103,17 +104,6 @@ void mft_uuid4(char out[37])
         out[o++] = hex[b[i] & 0x0f];
     }
     out[o] = '\0';
-}
-
-/* RFC 3339 UTC with milliseconds: "2024-05-01T12:34:56.789Z" (25 bytes). */
-static void time_rfc3339_ms(char out[32])
-{
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, 32 - n, ".%03ldZ", ts.tv_nsec / 1000000L);
 }
 
 /* --- librdkafka callbacks (librdkafka's threads) ------------------------ */
@@ -269,7 +259,7 @@ static rd_kafka_headers_t *ce_headers(const struct mft_bus *bus, const char *ce_
                                       const char *id)
 {
     char now[32];
-    time_rfc3339_ms(now);
+    mft_rfc3339_ms(mft_now_ms(), now, sizeof(now));
     const char *const h[][2] = {
         {"ce_specversion", "1.0"},  {"ce_id", id},    {"ce_type", ce_type},
         {"ce_source", bus->source}, {"ce_time", now}, {"content-type", "application/protobuf"},
@@ -423,6 +413,7 @@ int mft_bus_consumer_open(const char *brokers, const char *topic, const char *gr
         mft_err_set(err, MFT_E_CONFIG, "Kafka brokers and topic are required");
         goto out;
     }
+    int named = group_id != NULL;
     if (!group_id) {
         char u[37];
         mft_uuid4(u);
@@ -436,8 +427,14 @@ int mft_bus_consumer_open(const char *brokers, const char *topic, const char *gr
     conf = rd_kafka_conf_new();
     if (conf_common(conf, brokers, err) != 0)
         goto out;
+    /* A named group is a service's: its offsets advance only past records
+     * it has finished (mft_bus_consumer_done), committed every second. */
+    int manual = named;
     if (rd_kafka_conf_set(conf, "group.id", group_id, errstr, sizeof(errstr)) ||
-        rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", errstr, sizeof(errstr))) {
+        rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", errstr, sizeof(errstr)) ||
+        (manual &&
+         (rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", errstr, sizeof(errstr)) ||
+          rd_kafka_conf_set(conf, "auto.commit.interval.ms", "1000", errstr, sizeof(errstr))))) {
         mft_err_set(err, MFT_E_CONFIG, "invalid Kafka consumer setting");
         mft_err_detail(err, "%s", errstr);
         goto out;
@@ -632,6 +629,23 @@ int mft_bus_consumer_poll(struct mft_bus_consumer *c, int timeout_ms, struct mft
         if (past(&dl))
             return 0;
     }
+}
+
+int mft_bus_consumer_done(struct mft_bus_consumer *c, const struct mft_bus_record *rec,
+                          struct mft_err *err)
+{
+    if (!c || !rec || !rec->topic)
+        return mft_err_set(err, MFT_E_INTERNAL, "mft_bus_consumer_done: missing argument");
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(tl, rec->topic, rec->partition)->offset = rec->offset + 1;
+    rd_kafka_resp_err_t e = rd_kafka_offsets_store(c->rk, tl);
+    rd_kafka_topic_partition_list_destroy(tl);
+    if (e) {
+        mft_err_set(err, MFT_E_BUS_UNAVAILABLE, "cannot store the consumer offset");
+        return mft_err_detail(err, "%s [%d] @%lld: %s", rec->topic, rec->partition, rec->offset + 1,
+                              rd_kafka_err2str(e));
+    }
+    return 0;
 }
 
 void mft_bus_record_free(struct mft_bus_record *rec)

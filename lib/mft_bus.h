@@ -63,7 +63,10 @@ struct mft_bus_record {
 struct mft_bus_consumer;
 
 /* Subscribes to topic from the beginning (group_id NULL = a fresh random
- * group, auto.offset.reset=earliest). Returns 0 or -1. */
+ * group, auto.offset.reset=earliest). Returns 0 or -1. With a named group
+ * (a service's), offsets advance only past records given to
+ * mft_bus_consumer_done, so a crash re-delivers unfinished ones
+ * (at-least-once); with a random group they advance as records are read. */
 int mft_bus_consumer_open(const char *brokers, const char *topic, const char *group_id,
                           struct mft_bus_consumer **out, struct mft_err *err);
 
@@ -76,6 +79,11 @@ int mft_bus_consumer_open_all(const char *brokers, const char *topic, struct mft
 /* Waits up to timeout_ms for one record. Returns 1 and fills *rec (free with
  * mft_bus_record_free), 0 on timeout, -1 on error. */
 int mft_bus_consumer_poll(struct mft_bus_consumer *c, int timeout_ms, struct mft_bus_record *rec,
+                          struct mft_err *err);
+/* Marks rec as finished: its group's committed offset may move past it
+ * (committed within a second). Records of one partition must be finished in
+ * order. Returns 0 or -1 (BUS_UNAVAILABLE). */
+int mft_bus_consumer_done(struct mft_bus_consumer *c, const struct mft_bus_record *rec,
                           struct mft_err *err);
 void mft_bus_record_free(struct mft_bus_record *rec);
 const char *mft_bus_record_header(const struct mft_bus_record *rec, const char *name);

@@ -82,7 +82,17 @@
     X(HTTP_RESPONSE_TOO_LARGE, "the peer's HTTP answer is larger than the configured limit",       \
       "check that the URL is the partner's AS2 endpoint, or raise the response limit")             \
     X(HTTP_RESPONSE_INVALID, "the peer's answer is not valid HTTP",                                \
-      "check the scheme, host and port of the partner's URL")
+      "check the scheme, host and port of the partner's URL")                                      \
+    X(MDN_NEGATIVE, "the partner's MDN reports that it did not process the message",               \
+      "read the disposition and the partner's explanation in the detail, fix, then resend")        \
+    X(MIC_MISMATCH, "the MIC in the partner's MDN is not the MIC of what we sent",                 \
+      "the message was altered in transit or the partner computes its MIC differently; resend")    \
+    X(MDN_SIGNATURE_INVALID, "the partner's MDN is unsigned or its signature does not verify",     \
+      "register the partner's current signing certificate, or ask for unsigned MDNs")              \
+    X(MDN_INVALID, "the partner's answer is not an MDN",                                           \
+      "check the partner's URL; the raw answer is kept in the message's record")                   \
+    X(MDN_TIMEOUT, "the partner's asynchronous MDN did not arrive in time",                        \
+      "check that the partner can reach our async MDN URL, then resend")
 
 enum mft_err_kind {
 #define MFT_ERR_ENUM_(name, msg, remedy) MFT_E_##name,

@@ -776,3 +776,66 @@ out:
     free(der);
     return rc;
 }
+
+int mft_mdn_same_digest(const char *a, const char *b)
+{
+    const char *oa = NULL, *ob = NULL, *rfc = NULL;
+    if (!a || !b)
+        return 0;
+    if (mft_smime_digest_name(a, &oa, &rfc) == 0 && mft_smime_digest_name(b, &ob, &rfc) == 0)
+        return strcmp(oa, ob) == 0;
+    return strcasecmp(a, b) == 0;
+}
+
+int mft_mdn_evaluate(const struct mft_mdn *m, X509 *signer, int require_signed,
+                     const char *expected_mic, const char *expected_alg, int *verified_out,
+                     struct mft_err *err)
+{
+    if (verified_out)
+        *verified_out = 0;
+    if (!m)
+        return mft_err_set(err, MFT_E_INTERNAL, "mft_mdn_evaluate: no MDN");
+    if (m->is_signed) {
+        struct mft_err e;
+        mft_err_clear(&e);
+        if (!signer) {
+            mft_err_set(err, MFT_E_MDN_SIGNATURE_INVALID,
+                        "the MDN is signed but no signing certificate is registered for the "
+                        "partner");
+            return -1;
+        }
+        if (mft_mdn_verify(m, signer, NULL, &e) < 0) {
+            mft_err_set(err, MFT_E_MDN_SIGNATURE_INVALID, "the MDN's signature does not verify");
+            mft_err_detail(err, "%s; %s", e.message, e.detail);
+            return -1;
+        }
+        if (verified_out)
+            *verified_out = 1;
+    } else if (require_signed) {
+        return mft_err_set(err, MFT_E_MDN_SIGNATURE_INVALID,
+                           "a signed MDN was requested but the partner's MDN is unsigned");
+    }
+    if (mft_mdn_classify(m) == MFT_MDN_NEGATIVE) {
+        mft_err_set(err, MFT_E_MDN_NEGATIVE, "the partner answered \"%s%s%s\"", m->disposition_type,
+                    m->disposition_modifier[0] ? "/" : "", m->disposition_modifier);
+        mft_err_detail(err, "Disposition: %s", m->disposition_raw);
+        if (m->text[0])
+            mft_err_detail(err, "text: %.400s", m->text);
+        return -1;
+    }
+    if (expected_mic && *expected_mic) {
+        if (!m->mic_b64[0])
+            return mft_err_set(err, MFT_E_MIC_MISMATCH,
+                               "the MDN carries no Received-Content-MIC (expected %s, %s)",
+                               expected_mic, expected_alg ? expected_alg : "?");
+        if (strcmp(m->mic_b64, expected_mic) != 0 ||
+            (m->mic_alg[0] && expected_alg && !mft_mdn_same_digest(m->mic_alg, expected_alg))) {
+            mft_err_set(err, MFT_E_MIC_MISMATCH, NULL);
+            mft_err_detail(err, "expected %s, %s; the MDN says %s, %s", expected_mic,
+                           expected_alg ? expected_alg : "?", m->mic_b64,
+                           m->mic_alg[0] ? m->mic_alg : "(no algorithm)");
+            return -1;
+        }
+    }
+    return 0;
+}

@@ -20,6 +20,7 @@
 #include "mft_log.h"
 #include "mft_secret.h"
 #include "ctl_events.h"
+#include "ctl_send.h"
 #include "mft_store.h"
 #include "mft_x509.h"
 
@@ -1859,6 +1860,11 @@ static int cmd_events(struct ctl *c, int argc, char **argv)
     return ctl_events(ctl_vars, argc, argv);
 }
 
+static int cmd_send(struct ctl *c, int argc, char **argv)
+{
+    return ctl_send(ctl_vars, argc, argv);
+}
+
 static const struct command {
     const char *name;
     int (*handler)(struct ctl *c, int argc, char **argv);
@@ -1873,6 +1879,11 @@ static const struct command {
      "everything about one object: certificates, fingerprints, validity (never keys)"},
     {"events", cmd_events, "TOPIC [--follow] [--count N] [--timeout-ms MS]",
      "print a topic's events as JSON lines from the beginning (headers + decoded event)"},
+    {"send", cmd_send,
+     "--partner ID [--station ID] FILE [--wait SECONDS] [--request-id ID] [--as NAME] "
+     "[--content-type T] [--sign MD|none] [--encrypt CIPHER|none] [--compress WHEN] "
+     "[--mdn sync|async|none] [--subject S]",
+     "send a file to a partner (SendRequested on mft.outbound.v1); --wait follows its state"},
     {"help", cmd_help, "", "this help"},
     {NULL, NULL, NULL, NULL},
 };

@@ -1,12 +1,13 @@
 # stack.sh — the local stack, as a bash library sourced by ./mft demo, ./mft up,
 # the black-box tests and the benchmarks: a real redis-server on a free
 # loopback port with its own data directory, the embedded Kafka broker
-# (mft-devbroker), and mft-ingress. Everything lives under $STACK_DIR; every
+# (mft-devbroker), mft-ingress and mft-egress. Everything lives under $STACK_DIR; every
 # process started is recorded and stopped by stack_stop.
 #
 #   STACK_DIR=... MFT_BIN=... ; source tools/stack.sh
 #   stack_start            redis + broker; writes $STACK_DIR/env
 #   stack_ingress          starts mft-ingress (after mftctl apply), waits for /readyz
+#   stack_egress           starts mft-egress (after mftctl apply), waits for /readyz
 #   stack_stop             SIGTERM everything, then SIGKILL what is left
 
 : "${MFT_BIN:?MFT_BIN must point at the bin/ directory of a build}"
@@ -46,6 +47,7 @@ export MFT_MASTER_KEY=$master
 export MFT_PAYLOAD_DIR=$STACK_DIR/payloads
 export MFT_INGRESS_HTTPS_ADDR=127.0.0.1:$(free_port)
 export MFT_INGRESS_OPS_ADDR=127.0.0.1:$(free_port)
+export MFT_EGRESS_OPS_ADDR=127.0.0.1:$(free_port)
 export MFT_KAFKA_TIMEOUT_MS=5000
 ENV
   # shellcheck disable=SC1091
@@ -59,6 +61,17 @@ stack_ingress() { # extra environment may be given as NAME=VALUE arguments
   if ! wait_for 20 curl -sf "http://$MFT_INGRESS_OPS_ADDR/readyz"; then
     echo "mft-ingress did not become ready; its log:" >&2
     tail -n 20 "$STACK_DIR/logs/ingress.log" >&2
+    return 1
+  fi
+}
+
+stack_egress() { # extra environment may be given as NAME=VALUE arguments
+  env "$@" "$MFT_BIN/mft-egress" >>"$STACK_DIR/logs/egress.log" 2>&1 &
+  STACK_PIDS+=($!)
+  EGRESS_PID=$!
+  if ! wait_for 20 curl -sf "http://$MFT_EGRESS_OPS_ADDR/readyz"; then
+    echo "mft-egress did not become ready; its log:" >&2
+    tail -n 20 "$STACK_DIR/logs/egress.log" >&2
     return 1
   fi
 }
