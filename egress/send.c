@@ -568,6 +568,9 @@ static void attempt_run(struct egress *eg, const char *uuid)
     if (!*mdn_mode)
         mdn_mode = "sync";
     int mdn_signed = ps->mdn_signed;
+    /* An unsigned message's MIC uses the digest our Disposition-Notification-
+     * Options name (sha-256), or RFC 4130's default sha1 when we send none. */
+    o.mic_md = mdn_signed && strcmp(mdn_mode, "none") != 0 ? "sha-256" : "sha1";
 
     struct mft_err why;
     mft_err_clear(&why);
@@ -697,7 +700,7 @@ static long long lease_ms(struct egress *eg, const char *uuid)
     }
     mft_store_free_list(kv, n);
     mft_registry_unref(reg);
-    return (long long)t * 1000 + MFT_HTTPC_DEFAULT_CONNECT_TIMEOUT_S * 1000 + eg->lease_extra_ms;
+    return (long long)t * 1000 + eg->lease_extra_ms; /* CURLOPT_TIMEOUT bounds the whole exchange */
 }
 
 void *send_worker(void *arg)

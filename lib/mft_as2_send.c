@@ -4,9 +4,10 @@
  * payload entity → CompressedData entity (zlib, RFC 3274; Debian's OpenSSL has
  * no zlib, so the DER is written here) → multipart/signed → CompressedData →
  * EnvelopedData (OpenSSL CMS). The top entity's headers become HTTP headers.
- * The MIC follows RFC 4130 §7.3.1: over the signed entity when signed, over
- * the entity before encryption when only encrypted, over the content alone
- * when neither. Whole-buffer for now; no shared state.
+ * The MIC follows RFC 4130 §7.3.1: over the signed entity when signed; when
+ * unsigned, over the payload entity (headers and content) as the receiver
+ * finds it under the encryption or compression layers, or over the content
+ * alone when there is no layer. Whole-buffer for now; no shared state.
  */
 #include "mft_as2_send.h"
 #include "mft_smime.h"
@@ -348,7 +349,20 @@ int mft_as2_build(const unsigned char *payload, size_t len, const char *filename
         mft_err_set(err, MFT_E_NO_MEMORY, NULL);
         goto out;
     }
-    if (o->compress == MFT_AS2_COMPRESS_BEFORE_SIGNING && stage_compress(&cur, o->base64, err) < 0)
+    /* An unsigned message's MIC is over the payload entity, as the receiver
+     * finds it once every layer is undone (headers and content), or over the
+     * content alone when there is no layer at all (RFC 4130 §7.3.1). */
+    const char *umd = o->mic_md ? o->mic_md : "sha-256";
+    if (!sign && (encrypt || o->compress != MFT_AS2_COMPRESS_NONE) &&
+        set_mic(out, umd, o->old_micalg_names, cur.whole.p, cur.whole.len, err) < 0)
+        goto out;
+    if (!sign && !encrypt && o->compress == MFT_AS2_COMPRESS_NONE &&
+        set_mic(out, umd, o->old_micalg_names, cur.whole.p + cur.body_off,
+                cur.whole.len - cur.body_off, err) < 0)
+        goto out;
+    if (o->compress != MFT_AS2_COMPRESS_NONE &&
+        (!sign || o->compress == MFT_AS2_COMPRESS_BEFORE_SIGNING) &&
+        stage_compress(&cur, o->base64, err) < 0)
         goto out;
     if (sign) {
         if (set_mic(out, o->sign_md, o->old_micalg_names, cur.whole.p, cur.whole.len, err) < 0 ||
@@ -356,13 +370,6 @@ int mft_as2_build(const unsigned char *payload, size_t len, const char *filename
             goto out;
         if (o->compress == MFT_AS2_COMPRESS_AFTER_SIGNING &&
             stage_compress(&cur, o->base64, err) < 0)
-            goto out;
-    } else if (encrypt) {
-        if (set_mic(out, "sha-256", o->old_micalg_names, cur.whole.p, cur.whole.len, err) < 0)
-            goto out;
-    } else {
-        if (set_mic(out, "sha-256", o->old_micalg_names, cur.whole.p + cur.body_off,
-                    cur.whole.len - cur.body_off, err) < 0)
             goto out;
     }
 

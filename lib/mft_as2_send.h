@@ -28,6 +28,9 @@ struct mft_as2_send_opts {
     enum mft_as2_compress compress;
     int base64;           /* Content-Transfer-Encoding base64 (payload, signature, body) */
     int old_micalg_names; /* write micalg as "sha256" (RFC 3851) instead of "sha-256" */
+    const char *mic_md;   /* MIC digest of an unsigned message: the one asked for in
+                             Disposition-Notification-Options, or "sha1" when none is
+                             asked (RFC 4130's default); NULL = "sha-256" */
 };
 
 struct mft_as2_message {
