@@ -6,7 +6,11 @@
 # message, curl posts it over HTTPS with the partner's client certificate,
 # `openssl cms -verify` checks the signed MDN — and shows, for each message,
 # the MDN disposition, the MIC (ours and openssl's) and the event that landed
-# on Kafka. Stops what it started; exits 0 only if every step behaved.
+# on Kafka. Then it adds a second station, GLOBEX, starts mft-egress, and has
+# ACME send to GLOBEX over AS2 with mutual TLS (sync and async MDN, each
+# message followed from queued to delivered) and to a partner whose server
+# certificate it does not trust (failed, with the reason). Stops what it
+# started; exits 0 only if every step behaved.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export MFT_BIN=${MFT_BIN:-$ROOT/build/bin}
@@ -112,7 +116,84 @@ else
   [ "$kind" = TLS_CLIENT_CERT_EXPIRED ] && good "refused and recorded as $kind" || bad "expected TLS_CLIENT_CERT_EXPIRED, got [$kind]"
 fi
 
-bold "9. What the gateway recorded (mftctl get messages)"
+bold "9. A second station, GLOBEX, on the same gateway (examples/globex.json), and mft-egress"
+# ACME and GLOBEX are each other's partner; their AS2 URLs point at this
+# gateway's ingress. UMBRELLA is a partner whose TLS server certificate ACME
+# does not trust (it registers a CA that did not issue the server's).
+python3 - "$STACK_DIR" "$URL" "$ROOT/examples/globex.json" <<'PY'
+import json, sys
+d, url, globex = sys.argv[1:4]
+acme = json.load(open(f"{d}/acme.json"))
+acme["stations"][0]["async_mdn_url"] = url
+for p in acme["partners"]:
+    if p["id"] == "globex":
+        p["send"]["url"] = url
+acme["partners"].append({"id": "umbrella", "station": "acme", "as2_id": "UMBRELLA",
+    "signing_cert": "keys/initech-signing.crt", "encryption_cert": "keys/initech-encryption.crt",
+    "tls_client_certs": ["keys/initech-client.crt"],
+    "send": {"url": url, "tls_server_cas": ["keys/unknown-ca.crt"], "max_attempts": 1}})
+g = json.load(open(globex))
+g["partners"][0]["send"]["url"] = url
+json.dump(acme, open(f"{d}/acme.json", "w"), indent=1)
+json.dump(g, open(f"{d}/globex.json", "w"), indent=1)
+PY
+"$MFT_BIN/mftctl" apply -f "$STACK_DIR/acme.json" 2>&1 | sed 's/^/  /'
+"$MFT_BIN/mftctl" apply -f "$STACK_DIR/globex.json" 2>&1 | sed 's/^/  /'
+stack_egress || exit 1
+good "mft-egress consuming mft.outbound.v1; ops on http://$MFT_EGRESS_OPS_ADDR"
+sleep 1.5 # ingress and egress pick up the new configuration version
+
+# egress_send TITLE EXPECT(delivered|KIND) MFTCTL-SEND-ARGS... — ACME sends with mftctl send
+egress_send() {
+  local title=$1 expect=$2 out; shift 2
+  bold "$title"
+  out=$STACK_DIR/send$((++N)).jsonl
+  "$MFT_BIN/mftctl" send "$@" --wait 60 >"$out" 2>"$out.err"
+  python3 - "$out" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    if "state" not in e:
+        continue
+    extra = ""
+    if e["state"] == "sending":
+        extra = f"attempt {e['attempt']}, expecting MIC {e['mic']} ({e['mic_alg']})"
+    elif e["state"] in ("delivered", "sent"):
+        t = e.get("tls_server") or {}
+        extra = (f"HTTP {e['http_status']}" if e["http_status"] else "by async MDN") + (f", server {t.get('subject')} ({t.get('protocol')})" if t else "")
+        if e["mdn_disposition"]:
+            extra += f"; MDN {e['mdn_disposition']} (signature verified: {e['mdn_signed']})"
+    elif e.get("error"):
+        err = e["error"]
+        extra = f"{err['kind']}: {err['message']}\n      detail: {err['detail'][:300]}\n      remedy: {err['remedy']}"
+    print(f"  {e['time']}  {e['state']:<9} {extra}")
+PY
+  local kind mid # the final state (or error kind) and Message-ID from the last update
+  read -r kind mid < <(python3 -c '
+import json, sys
+last = {}
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    if e.get("state") in ("delivered", "failed"):
+        last = e
+k = last.get("state", "none") if last.get("state") != "failed" else (last.get("error") or {}).get("kind", "none")
+print(k, last.get("as2_message_id", "-"))' "$out")
+  if [ "$expect" = delivered ]; then
+    [ "$kind" = delivered ] && good "delivered" || bad "expected delivered, got $kind"
+    show_event "$mid" && good "GLOBEX's ingress received it: MessageReceived on mft.inbound.v1" ||
+      bad "no MessageReceived for $mid"
+  else
+    [ "$kind" = "$expect" ] && good "failed as expected: $kind" || bad "expected $expect, got $kind"
+  fi
+}
+egress_send "10. ACME → GLOBEX through mft-egress: signed (SHA-256) + encrypted (AES-256-CBC), signed sync MDN" \
+  delivered --partner globex "$STACK_DIR/order.edi"
+egress_send "11. ACME → GLOBEX with an asynchronous MDN (GLOBEX posts it back to ACME's ingress)" \
+  delivered --partner globex --mdn async --as order-async.edi "$STACK_DIR/order.edi"
+egress_send "12. ACME → UMBRELLA, whose TLS server certificate ACME does not trust" \
+  TLS_SERVER_UNTRUSTED --partner umbrella "$STACK_DIR/order.edi"
+
+bold "13. What the gateway recorded (mftctl get messages)"
 "$MFT_BIN/mftctl" get messages | sed 's/^/  /'
 
 if ((FAILED)); then bold "demo: $FAILED step(s) failed — logs in $STACK_DIR/logs"; exit 1; fi

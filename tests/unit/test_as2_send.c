@@ -141,7 +141,7 @@ static void openssl_check(const struct mft_as2_message *msg, int sign, int encry
         tk_run("cp", mid, out, NULL);
     size_t n;
     unsigned char *ent = tk_read(out, &n);
-    size_t hl, off;
+    size_t hl = 0, off = 0;
     tk_split(ent, n, &hl, &off);
     char cte[32] = "";
     tk_header(ent, hl, "Content-Transfer-Encoding", cte, sizeof(cte));
