@@ -193,8 +193,10 @@ egress_send "11. ACME → GLOBEX with an asynchronous MDN (GLOBEX posts it back 
 egress_send "12. ACME → UMBRELLA, whose TLS server certificate ACME does not trust" \
   TLS_SERVER_UNTRUSTED --partner umbrella "$STACK_DIR/order.edi"
 
-bold "13. What the gateway recorded (mftctl get messages)"
+bold "13. What the gateway recorded: received (mftctl get messages) and sent (mftctl get sent)"
 "$MFT_BIN/mftctl" get messages | sed 's/^/  /'
+echo
+"$MFT_BIN/mftctl" get sent | sed 's/^/  /'
 
 if ((FAILED)); then bold "demo: $FAILED step(s) failed — logs in $STACK_DIR/logs"; exit 1; fi
 bold "demo: every step behaved as expected"

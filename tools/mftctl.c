@@ -1716,7 +1716,8 @@ static json_t *message_json(const char *uuid, char **kv, size_t n)
     return o;
 }
 
-static int get_messages(struct ctl *c, const struct opts *o)
+/* Lists received messages, or with outbound the messages sent (newest first). */
+static int get_messages(struct ctl *c, const struct opts *o, int outbound)
 {
     char **uuids = NULL;
     size_t n = 0;
@@ -1725,23 +1726,34 @@ static int get_messages(struct ctl *c, const struct opts *o)
     struct table t = {.ncol = 8};
     int rc = EXIT_ERR;
 
-    if (mft_store_list_messages(c->store, o->station, (size_t)o->limit, &uuids, &n, &err) != 0) {
+    int listed =
+        outbound
+            ? mft_store_list_out(c->store, o->station, (size_t)o->limit, &uuids, &n, &err)
+            : mft_store_list_messages(c->store, o->station, (size_t)o->limit, &uuids, &n, &err);
+    if (listed != 0) {
         print_err("messages", &err);
         goto out;
     }
     const char *h[] = {"UUID",           "TIME", "STATION", "PARTNER",
-                       "AS2 MESSAGE-ID", "FILE", "SIZE",    "DISPOSITION"};
+                       "AS2 MESSAGE-ID", "FILE", "SIZE",    outbound ? "STATE" : "DISPOSITION"};
     table_add(&t, h);
     for (size_t i = 0; i < n; i++) {
         char **kv = NULL;
         size_t cnt = 0;
         char when[21];
-        if (mft_store_message_get(c->store, uuids[i], &kv, &cnt, &err) != 0)
+        char state[128];
+        if ((outbound ? mft_store_out_get(c->store, uuids[i], &kv, &cnt, &err)
+                      : mft_store_message_get(c->store, uuids[i], &kv, &cnt, &err)) != 0)
             continue;
-        ms_time(kv_get(kv, cnt, "received_ms"), when);
-        const char *disp = kv_get(kv, cnt, "mdn_disposition");
+        ms_time(kv_get(kv, cnt, outbound ? "created_ms" : "received_ms"), when);
+        const char *disp = outbound ? "" : kv_get(kv, cnt, "mdn_disposition");
         if (!disp || !*disp)
             disp = kv_get(kv, cnt, "state");
+        const char *kind = outbound ? kv_get(kv, cnt, "error_kind") : NULL;
+        if (kind && *kind) {
+            snprintf(state, sizeof(state), "%s %s", disp, kind);
+            disp = state;
+        }
         const char *row[] = {uuids[i],
                              when,
                              kv_get(kv, cnt, "station"),
@@ -1777,21 +1789,23 @@ static int cmd_get(struct ctl *c, int argc, char **argv)
         return EXIT_USAGE;
     c->json_out = o.json;
     if (o.npos != 1) {
-        fprintf(stderr, "usage: mftctl get stations|partners|messages [-o json]\n");
+        fprintf(stderr, "usage: mftctl get stations|partners|messages|sent [-o json]\n");
         return EXIT_USAGE;
     }
     const char *what = o.pos[0];
     int kind = (strcmp(what, "stations") == 0 || strcmp(what, "station") == 0)   ? 0
                : (strcmp(what, "partners") == 0 || strcmp(what, "partner") == 0) ? 1
                : (strcmp(what, "messages") == 0 || strcmp(what, "message") == 0) ? 2
+               : (strcmp(what, "sent") == 0 || strcmp(what, "outbound") == 0)    ? 3
                                                                                  : -1;
     if (kind < 0) {
-        fprintf(stderr, "mftctl get: unknown kind \"%s\" (stations, partners, messages)\n", what);
+        fprintf(stderr, "mftctl get: unknown kind \"%s\" (stations, partners, messages, sent)\n",
+                what);
         return EXIT_USAGE;
     }
     if (open_store(c) != 0)
         return EXIT_ERR;
-    return kind == 2 ? get_messages(c, &o) : get_configs(c, kind == 0);
+    return kind >= 2 ? get_messages(c, &o, kind == 3) : get_configs(c, kind == 0);
 }
 
 static int cmd_describe(struct ctl *c, int argc, char **argv)
@@ -1873,8 +1887,8 @@ static const struct command {
 } commands[] = {
     {"apply", cmd_apply, "-f FILE.json",
      "declare stations and partners (validates everything, then writes to Redis)"},
-    {"get", cmd_get, "stations|partners|messages [-o json] [--station ID] [--limit N]",
-     "list objects (messages newest first)"},
+    {"get", cmd_get, "stations|partners|messages|sent [-o json] [--station ID] [--limit N]",
+     "list objects (messages received, or sent, newest first)"},
     {"describe", cmd_describe, "station|partner|message ID [-o json]",
      "everything about one object: certificates, fingerprints, validity (never keys)"},
     {"events", cmd_events, "TOPIC [--follow] [--count N] [--timeout-ms MS]",

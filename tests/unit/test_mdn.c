@@ -5,6 +5,7 @@
  * checked by the independent `openssl cms -verify` command line.
  */
 #include "mft_mdn.h"
+#include "mft_outbox.h"
 
 #include <openssl/cms.h>
 #include <openssl/evp.h>
@@ -293,6 +294,85 @@ static void test_ph_openas2_david(void **state)
     free(buf);
     free(hdr);
     free(payload);
+}
+
+/* Judging a partner's MDN for a message we sent, on real MDNs from
+ * Mendelson and ph-OpenAS2. */
+static void test_evaluate(void **state)
+{
+    size_t len, ulen, dlen;
+    struct mft_mdn m, u, d;
+    struct mft_err err = {0};
+    struct mft_mime_entity e;
+    char ct[512];
+    int verified = -1;
+    unsigned char *buf = read_file(AS2_DIR "/pyas2-lib/mecas2_signed.mdn", &len);
+    unsigned char *ubuf = read_file(AS2_DIR "/pyas2-lib/mecas2_unsigned.mdn", &ulen);
+    unsigned char *dbuf = read_file(AS2_DIR "/derived/ph-openas2_20190925-david.wire.mdn", &dlen);
+    assert_int_equal(mft_mdn_parse(NULL, buf, len, &m, &err), 0);
+    assert_int_equal(mft_mdn_parse(NULL, ubuf, ulen, &u, &err), 0);
+    assert_int_equal(mft_mime_parse(dbuf, dlen, 0, &e, &err), 0);
+    assert_true(mft_mime_header(&e, "content-type", ct, sizeof(ct)) > 0);
+    assert_int_equal(mft_mdn_parse(ct, e.body.p, e.body.len, &d, &err), 0);
+    X509 *cert = carried_cert(&m);
+    X509 *david = pem_cert(AS2_DIR "/as2-lib/mdn/20190925-david.pem");
+    const char *mic = "O4bvrm5t2YunRfwvZicNdEUmPaPZ9vUslX8loVLDck0=";
+
+    /* positive, signed, MIC equal under another spelling of its algorithm */
+    assert_int_equal(mft_mdn_evaluate(&m, cert, 1, mic, "SHA256", &verified, &err), 0);
+    assert_int_equal(verified, 1);
+    assert_int_equal(mft_mdn_evaluate(&m, cert, 1, mic, "sha-256", NULL, &err), 0);
+    /* the MIC value, then the algorithm, differ */
+    assert_int_equal(mft_mdn_evaluate(&m, cert, 1, "AAAA", "sha-256", NULL, &err), -1);
+    assert_int_equal(err.kind, MFT_E_MIC_MISMATCH);
+    assert_non_null(strstr(err.detail, mic));
+    assert_int_equal(mft_mdn_evaluate(&m, cert, 1, mic, "sha1", NULL, &err), -1);
+    assert_int_equal(err.kind, MFT_E_MIC_MISMATCH);
+    /* signature: no certificate registered, or another one */
+    assert_int_equal(mft_mdn_evaluate(&m, NULL, 0, mic, "sha-256", NULL, &err), -1);
+    assert_int_equal(err.kind, MFT_E_MDN_SIGNATURE_INVALID);
+    assert_int_equal(mft_mdn_evaluate(&m, david, 0, mic, "sha-256", &verified, &err), -1);
+    assert_int_equal(err.kind, MFT_E_MDN_SIGNATURE_INVALID);
+    assert_int_equal(verified, 0);
+    /* unsigned and negative: refused when a signed MDN was asked for, else negative */
+    assert_int_equal(mft_mdn_evaluate(&u, cert, 1, NULL, NULL, NULL, &err), -1);
+    assert_int_equal(err.kind, MFT_E_MDN_SIGNATURE_INVALID);
+    assert_int_equal(mft_mdn_evaluate(&u, cert, 0, NULL, NULL, NULL, &err), -1);
+    assert_int_equal(err.kind, MFT_E_MDN_NEGATIVE);
+    assert_non_null(strstr(err.message, "authentication-failed"));
+    assert_non_null(strstr(err.detail, "Verification failed"));
+    /* an expired signer's negative MDN: verified, reported as negative */
+    assert_int_equal(
+        mft_mdn_evaluate(&d, david, 1, "rjNsE2kpJPol7lf4jVDSkxbqT40=", "sha1", &verified, &err),
+        -1);
+    assert_int_equal(err.kind, MFT_E_MDN_NEGATIVE);
+    assert_int_equal(verified, 1);
+    assert_non_null(strstr(err.message, "unexpected-processing-error"));
+
+    assert_int_equal(mft_mdn_same_digest("sha-256", "SHA256"), 1);
+    assert_int_equal(mft_mdn_same_digest("sha1", "SHA-1"), 1);
+    assert_int_equal(mft_mdn_same_digest("sha1", "sha-256"), 0);
+    assert_int_equal(mft_mdn_same_digest(NULL, "sha1"), 0);
+
+    /* what ingress takes for an MDN, by content */
+    assert_int_equal(mft_outbox_looks_like_mdn(ct, e.body.p, e.body.len), 1);
+    assert_int_equal(mft_outbox_looks_like_mdn("multipart/report; report-type=disposition-"
+                                               "notification; boundary=x",
+                                               NULL, 0),
+                     1);
+    const char *msg = "--b\r\nContent-Type: application/edi-x12\r\n\r\nISA*\r\n--b\r\n"
+                      "Content-Type: application/pkcs7-signature\r\n\r\nMIIB\r\n--b--\r\n";
+    assert_int_equal(mft_outbox_looks_like_mdn("multipart/signed; boundary=b",
+                                               (const unsigned char *)msg, strlen(msg)),
+                     0);
+    assert_int_equal(mft_outbox_looks_like_mdn("application/pkcs7-mime", NULL, 0), 0);
+    assert_int_equal(mft_outbox_looks_like_mdn(NULL, NULL, 0), 0);
+
+    X509_free(cert);
+    X509_free(david);
+    free(buf);
+    free(ubuf);
+    free(dbuf);
 }
 
 static void test_not_an_mdn(void **state)
@@ -716,6 +796,7 @@ int main(void)
         cmocka_unit_test(test_mecas2_signed),
         cmocka_unit_test(test_mecas2_unsigned),
         cmocka_unit_test(test_ph_openas2_david),
+        cmocka_unit_test(test_evaluate),
         cmocka_unit_test(test_not_an_mdn),
         cmocka_unit_test(test_parse_variants),
         cmocka_unit_test(test_build_parse_unsigned),
