@@ -116,6 +116,19 @@ static void safe_filename(const char *in, char *out, size_t outlen)
 
 /* --- accepting ------------------------------------------------------------ */
 
+/* An id usable in Redis keys (mft_store's rule): 1..256 printable ASCII, no
+ * space or ':'. */
+static int valid_id(const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n == 0 || n > 256)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)id[i] <= ' ' || (unsigned char)id[i] >= 0x7f || id[i] == ':')
+            return 0;
+    return 1;
+}
+
 /* Records a request that can never be sent as failed (and lists it). */
 static int accept_failed(struct egress *eg, const char *uuid, const char *request_id,
                          const Mft__V1__SendRequested *ev, const struct mft_err *why)
@@ -123,7 +136,7 @@ static int accept_failed(struct egress *eg, const char *uuid, const char *reques
     char created[32];
     long long now = mft_now_ms();
     snprintf(created, sizeof(created), "%lld", now);
-    const char *station = ev && ev->station_id && *ev->station_id ? ev->station_id : "unknown";
+    const char *station = ev && valid_id(ev->station_id) ? ev->station_id : "unknown";
     const char *extra[] = {"request_id",
                            s(request_id),
                            "correlation_id",
@@ -150,7 +163,11 @@ static int accept_failed(struct egress *eg, const char *uuid, const char *reques
     mft_warn("send.refused", why->message, "message_id", uuid, "request_id", s(request_id),
              "error_kind", mft_err_kind_name(why->kind), "detail", why->detail);
     mft_metric_inc("mft_egress_requests_total", "result=\"refused\"");
-    return record_change(eg, &m, &c);
+    if (record_change(eg, &m, &c) == 0)
+        return 0;
+    /* Only an unreachable Redis or Kafka keeps the request for another try;
+     * anything else would block its partition forever: logged above, dropped. */
+    return 0;
 }
 
 static int valid_choice(const char *v, const char *const *list)
@@ -168,7 +185,7 @@ int send_accept(struct egress *eg, const struct mft_bus_record *rec)
     Mft__V1__SendRequested *ev = NULL;
     struct mft_registry *reg = NULL;
     struct mft_err err, why;
-    char uuid[64], existing[64], request_id[256];
+    char uuid[64], existing[64], request_id[1001];
     char **kv = NULL;
     size_t nkv = 0;
     int rc = -1;
@@ -185,19 +202,21 @@ int send_accept(struct egress *eg, const struct mft_bus_record *rec)
         return 0;
     }
     ev = mft__v1__send_requested__unpack(NULL, rec->value_len, rec->value);
-    snprintf(request_id, sizeof(request_id), "%s",
-             ev && ev->request_id && *ev->request_id ? ev->request_id : s(ce_id));
-    for (char *c = request_id; *c; c++)
-        if (*c <= ' ' || *c == ':' || *c > '~')
-            *c = '_';
-    if (!request_id[0])
-        snprintf(request_id, sizeof(request_id), "%s", uuid);
     if (!ev) {
         mft_err_set(&why, MFT_E_MALFORMED_MESSAGE,
                     "the SendRequested event does not decode as mft.v1.SendRequested");
         mft_err_detail(&why, "%s[%d] offset %lld, %zu bytes", rec->topic, rec->partition,
                        rec->offset, rec->value_len);
+        snprintf(request_id, sizeof(request_id), "%s", s(ce_id));
         return accept_failed(eg, uuid, request_id, NULL, &why);
+    }
+    const char *rid = ev && ev->request_id && *ev->request_id ? ev->request_id : s(ce_id);
+    snprintf(request_id, sizeof(request_id), "%s", *rid ? rid : uuid);
+    if (strlen(rid) >= sizeof(request_id)) {
+        mft_err_set(&why, MFT_E_CONFIG, "the request id is longer than %zu characters",
+                    sizeof(request_id) - 1);
+        rc = accept_failed(eg, uuid, request_id, ev, &why);
+        goto out;
     }
 
     int claimed = mft_store_out_claim(eg->store, request_id, uuid, CLAIM_TTL_S, existing,
@@ -230,6 +249,9 @@ int send_accept(struct egress *eg, const struct mft_bus_record *rec)
     if (!p) {
         mft_err_set(&why, MFT_E_UNKNOWN_PARTNER, "partner \"%.64s\" is not registered",
                     s(ev->partner_id));
+    } else if (ev->station_id && *ev->station_id && !valid_id(ev->station_id)) {
+        mft_err_set(&why, MFT_E_UNKNOWN_STATION, "the station id \"%.64s\" is not a valid id",
+                    ev->station_id);
     } else if (ev->station_id && *ev->station_id && strcmp(ev->station_id, p->station_id) != 0) {
         mft_err_set(&why, MFT_E_UNKNOWN_STATION,
                     "partner \"%s\" is not a partner of station \"%.64s\"", p->id, ev->station_id);
@@ -371,7 +393,13 @@ int send_accept(struct egress *eg, const struct mft_bus_record *rec)
 store_down:
     mft_error("send.accept_failed", err.message, "request_id", request_id, "error_kind",
               mft_err_kind_name(err.kind), "detail", err.detail);
-    rc = -1;
+    /* Redis, Kafka or the payload volume down: keep the record and try again.
+     * Anything else cannot get better by retrying: record it as failed. */
+    if (err.kind == MFT_E_STORE_UNAVAILABLE || err.kind == MFT_E_BUS_UNAVAILABLE ||
+        err.kind == MFT_E_STORAGE || err.kind == MFT_E_NO_MEMORY)
+        rc = -1;
+    else
+        rc = accept_failed(eg, uuid, request_id, ev, &err);
 out:
     if (map_len)
         munmap((void *)map, map_len);
@@ -665,12 +693,15 @@ static void attempt_run(struct egress *eg, const char *uuid)
         goto out;
     }
     struct mft_outbox_mdn_result res;
-    if (mft_outbox_take_mdn(&eg->outbox, reg, uuid, resp.content_type, resp.body, resp.len, &resp,
-                            resp.status, &res, &why) < 0) {
+    if (mft_outbox_take_mdn(&eg->outbox, reg, uuid, NULL, resp.content_type, resp.body, resp.len,
+                            &resp, resp.status, &res, &why) < 0) {
         mft_error("outbound.record_failed", why.message, "message_id", uuid, "detail", why.detail);
         goto out;
     }
-    if (res.outcome.kind != MFT_E_OK)
+    if (res.already_final)
+        mft_info("send.ended", "the message had already ended", "message_id", uuid, "state",
+                 res.state);
+    else if (res.outcome.kind != MFT_E_OK)
         mft_warn("send.failed", res.outcome.message, "message_id", uuid, "partner", a.m.partner_id,
                  "error_kind", mft_err_kind_name(res.outcome.kind), "detail", res.outcome.detail);
     else

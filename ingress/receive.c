@@ -437,7 +437,8 @@ static enum MHD_Result take_mdn(struct request *rq, struct MHD_Connection *conn,
     struct mft_outbox_mdn_result res;
     struct mft_err err;
     mft_err_clear(&err);
-    int rc = mft_outbox_take_mdn(&ob, rq->reg, NULL, ctype, body, len, NULL, 0, &res, &err);
+    int rc = mft_outbox_take_mdn(&ob, rq->reg, NULL, rq->partner->id, ctype, body, len, NULL, 0,
+                                 &res, &err);
     if (rc < 0)
         return fail_unavailable(rq, conn, &err);
     if (rc > 0) {

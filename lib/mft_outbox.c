@@ -165,8 +165,18 @@ int mft_outbox_change(struct mft_outbox *ob, const struct mft_outbox_msg *m,
         PUT(c->extra[i], c->extra[i + 1]);
 #undef PUT
     f[n] = NULL;
-    if (mft_store_out_put(ob->store, m->uuid, f, &c->op, err) < 0)
+    /* Only the first write creates; every later one is guarded, so an ended
+     * message is never moved back (e.g. "sent" recorded after the async MDN). */
+    struct mft_store_out_op op = c->op;
+    op.unless_final = op.created_ms == 0;
+    int put = mft_store_out_put(ob->store, m->uuid, f, &op, err);
+    if (put < 0)
         return -1;
+    if (put == 1) {
+        mft_debug("outbound.skipped", "the message has ended; change not applied", "message_id",
+                  m->uuid, "state", c->state);
+        return 1;
+    }
     if (publish(ob, m, c, now, err) < 0)
         return -1;
     char labels[64];
@@ -219,8 +229,8 @@ static void keep_raw(struct mft_outbox *ob, const char *uuid, const unsigned cha
 }
 
 int mft_outbox_take_mdn(struct mft_outbox *ob, const struct mft_registry *reg, const char *uuid,
-                        const char *ctype, const unsigned char *body, size_t len,
-                        const struct mft_httpc_response *server, long http_status,
+                        const char *from_partner, const char *ctype, const unsigned char *body,
+                        size_t len, const struct mft_httpc_response *server, long http_status,
                         struct mft_outbox_mdn_result *res, struct mft_err *err)
 {
     struct mft_mdn *mdn = calloc(1, sizeof(*mdn));
@@ -289,6 +299,14 @@ int mft_outbox_take_mdn(struct mft_outbox *ob, const struct mft_registry *reg, c
             goto out;
         }
     }
+    if (from_partner && strcmp(from_partner, m.partner_id) != 0) {
+        mft_err_set(err, MFT_E_MDN_INVALID,
+                    "the MDN comes from partner \"%s\" but the message was sent to \"%s\"",
+                    from_partner, m.partner_id);
+        res->uuid[0] = '\0';
+        rc = 1;
+        goto out;
+    }
     keep_raw(ob, res->uuid, body, len, raw);
 
     const struct mft_partner *p = reg ? mft_registry_partner(reg, m.partner_id) : NULL;
@@ -328,8 +346,14 @@ int mft_outbox_take_mdn(struct mft_outbox *ob, const struct mft_registry *reg, c
     };
     unsigned long attempt = strtoul(mft_store_kv(kv, nkv, "attempt"), NULL, 10);
     c.attempt = (unsigned)attempt;
-    if (mft_outbox_change(ob, &m, &c, err) < 0)
+    int changed = mft_outbox_change(ob, &m, &c, err);
+    if (changed < 0)
         goto out;
+    if (changed == 1) { /* it ended meanwhile (a repeat of this MDN, or a timeout) */
+        res->already_final = 1;
+        rc = 0;
+        goto out;
+    }
     snprintf(res->state, sizeof(res->state), "%s", final);
     snprintf(res->disposition, sizeof(res->disposition), "%s", parsed ? mdn->disposition_raw : "");
     res->outcome = verdict;

@@ -63,7 +63,10 @@ struct mft_outbox_change {
 };
 
 /* Writes the change to mft:out:<uuid> and publishes DeliveryUpdated (key =
- * partner id). Returns 0, or -1 with STORE_UNAVAILABLE / BUS_UNAVAILABLE. */
+ * partner id). A change that does not create the record (op.created_ms 0)
+ * applies only while the message has not ended. Returns 0, 1 when the message
+ * had ended (nothing written or published), or -1 with STORE_UNAVAILABLE /
+ * BUS_UNAVAILABLE. */
 int mft_outbox_change(struct mft_outbox *ob, const struct mft_outbox_msg *m,
                       const struct mft_outbox_change *c, struct mft_err *err);
 
@@ -94,8 +97,8 @@ struct mft_outbox_mdn_result {
  * the event could not be written (retry later; err says why).
  */
 int mft_outbox_take_mdn(struct mft_outbox *ob, const struct mft_registry *reg, const char *uuid,
-                        const char *ctype, const unsigned char *body, size_t len,
-                        const struct mft_httpc_response *server, long http_status,
+                        const char *from_partner, const char *ctype, const unsigned char *body,
+                        size_t len, const struct mft_httpc_response *server, long http_status,
                         struct mft_outbox_mdn_result *res, struct mft_err *err);
 
 /* Returns 1 when ctype (an HTTP Content-Type) can be an MDN: multipart/report,

@@ -871,9 +871,14 @@ int mft_store_out_claim(struct mft_store *st, const char *request_id, const char
     int rc = -1;
     if (existing && existing_len)
         existing[0] = '\0';
-    if (check_id("request id", request_id, 0, err) || check_id("message uuid", uuid, 0, err))
+    /* any caller's id fits the key: it is hashed (like Message-IDs) */
+    char hex[65];
+    if (!request_id || !*request_id || strlen(request_id) > 1000)
+        return mft_err_set(err, MFT_E_CONFIG, "a request id must be 1..1000 characters");
+    if (check_id("message uuid", uuid, 0, err))
         return -1;
-    char *k = str_fmt("mft:out:req:%s", request_id);
+    sha256_hex(request_id, hex);
+    char *k = hex[0] ? str_fmt("mft:out:req:%s", hex) : NULL;
     if (!k)
         return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
     snprintf(ttl, sizeof(ttl), "%ld", ttl_s > 0 ? ttl_s : 2592000L);
@@ -893,6 +898,49 @@ int mft_store_out_claim(struct mft_store *st, const char *request_id, const char
     freeReplyObject(r);
 out:
     free(k);
+    return rc;
+}
+
+/*
+ * The guarded form of mft_store_out_put: one script, so a message that has
+ * ended (an async MDN arrived while egress was still recording the HTTP
+ * answer) is never moved back. Returns 0 applied, 1 skipped, -1 on error.
+ */
+static int put_unless_final(struct mft_store *st, const char *k, const char *uuid,
+                            const char **fields, size_t nf, char *const unsched[2],
+                            const char *k_due, const char *due, struct mft_err *err)
+{
+    static const char script[] =
+        "local s = redis.call('HGET', KEYS[1], 'state') "
+        "if s == 'delivered' or s == 'failed' then return 0 end "
+        "if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end "
+        "if KEYS[2] ~= '' then redis.call('ZREM', KEYS[2], ARGV[1]) end "
+        "if KEYS[3] ~= '' then redis.call('ZREM', KEYS[3], ARGV[1]) end "
+        "if KEYS[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1]) end "
+        "return 1";
+    const char **a = calloc(nf + 9, sizeof(*a));
+    if (!a)
+        return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+    size_t n = 0;
+    a[n++] = "EVAL";
+    a[n++] = script;
+    a[n++] = "4";
+    a[n++] = k;
+    a[n++] = unsched[0] ? unsched[0] : "";
+    a[n++] = unsched[1] ? unsched[1] : "";
+    a[n++] = k_due ? k_due : "";
+    a[n++] = uuid;
+    a[n++] = due;
+    for (size_t i = 0; i < nf; i++)
+        a[n++] = fields[i];
+    redisReply *r = run1(st, err, (int)n, a);
+    free(a);
+    if (!r)
+        return -1;
+    int rc = r->type == REDIS_REPLY_INTEGER ? (r->integer == 1 ? 0 : 1)
+                                            : mft_err_set(err, MFT_E_STORE_UNAVAILABLE,
+                                                          "unexpected reply to the guarded write");
+    freeReplyObject(r);
     return rc;
 }
 
@@ -976,6 +1024,11 @@ int mft_store_out_put(struct mft_store *st, const char *uuid, const char *const 
     }
     if (n == 0) {
         rc = 0;
+        goto out;
+    }
+    if (op->unless_final) {
+        rc = put_unless_final(st, k, uuid, hset + 2, nf, k_un, op->schedule ? k_due : NULL, due,
+                              err);
         goto out;
     }
     redisReply *r = run(st, cmds, n, 1, err);

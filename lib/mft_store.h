@@ -96,7 +96,8 @@ int mft_store_message_get(struct mft_store *st, const char *uuid, char ***kv, si
 #define MFT_STORE_OUT_MDN "mdn"     /* mft:out:due:mdn — async MDN deadline */
 
 /*
- * Claims a send request id: SET mft:out:req:<request_id> <uuid> NX EX ttl_s.
+ * Claims a send request id (any text up to 1000 characters):
+ * SET mft:out:req:<sha256 hex of request_id> <uuid> NX EX ttl_s.
  * Returns 1 when claimed (a new message), 0 when the request was seen before
  * (its uuid copied to existing), -1 on error.
  */
@@ -112,10 +113,12 @@ struct mft_store_out_op {
     const char *schedule; /* MFT_STORE_OUT_RETRY / _MDN: ZADD at due_ms */
     long long due_ms;
     const char *unschedule[2]; /* ZREM from these schedules */
+    int unless_final;          /* apply only while the state is not delivered / failed
+                                  (one script; created_ms and index_mid are then ignored) */
 };
 
 /* HSET mft:out:<uuid> fields (NULL-terminated key, value list) and applies op
- * (may be NULL). Returns 0 or -1. */
+ * (may be NULL). Returns 0, 1 when op->unless_final skipped it, or -1. */
 int mft_store_out_put(struct mft_store *st, const char *uuid, const char *const *fields,
                       const struct mft_store_out_op *op, struct mft_err *err);
 

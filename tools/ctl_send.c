@@ -138,7 +138,17 @@ int ctl_send(const struct mft_cfg_var *vars, int argc, char **argv)
             wait_s = strtol(v, NULL, 10);
             i++;
         } else if (strcmp(a, "--inline-max") == 0 && v) {
-            inline_max = strtoull(v, NULL, 10);
+            char *end = NULL;
+            inline_max = strtoull(v, &end, 10);
+            unsigned long long mult = !*end                          ? 1
+                                      : (*end == 'K' || *end == 'k') ? 1ULL << 10
+                                      : (*end == 'M' || *end == 'm') ? 1ULL << 20
+                                                                     : 0;
+            if (end == v || !mult || (*end && end[1]) || inline_max > (4ULL << 20) / mult) {
+                fprintf(stderr, "mftctl send: --inline-max takes bytes, K or M, at most 4M\n");
+                return 2;
+            }
+            inline_max *= mult;
             i++;
         } else if (!file && a[0] != '-') {
             file = a;
@@ -156,8 +166,12 @@ int ctl_send(const struct mft_cfg_var *vars, int argc, char **argv)
         fprintf(stderr, "mftctl send: %s is not a readable file\n", file);
         return 1;
     }
-    char uuid[37], request_id[64];
+    char uuid[37], request_id[1001];
     mft_uuid4(uuid);
+    if (rid && (!*rid || strlen(rid) >= sizeof(request_id))) {
+        fprintf(stderr, "mftctl send: --request-id takes 1..1000 characters\n");
+        return 2;
+    }
     snprintf(request_id, sizeof(request_id), "%s", rid ? rid : uuid);
     const char *base = strrchr(file, '/');
     base = as ? as : (base ? base + 1 : file);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ./mft up — the local stack in the foreground: redis-server, the embedded
-# Kafka broker and mft-ingress with the demo station and partner (keys made
+# Kafka broker, mft-ingress and mft-egress with the demo station and partners (keys made
 # with the openssl CLI). Prints the endpoints and the environment a second
 # terminal needs; Ctrl-C stops everything cleanly.
 set -euo pipefail
@@ -15,11 +15,13 @@ stack_start
 cp "$ROOT/examples/acme.json" "$STACK_DIR/acme.json"
 "$MFT_BIN/mftctl" apply -f "$STACK_DIR/acme.json"
 stack_ingress
+stack_egress
 cat <<TXT
 
 mft is up.
   AS2 endpoint (mTLS):  https://$MFT_INGRESS_HTTPS_ADDR/as2
   ops:                  http://$MFT_INGRESS_OPS_ADDR/readyz  /metrics  /livez
+  egress ops:           http://$MFT_EGRESS_OPS_ADDR/readyz  /metrics
   redis:                $MFT_REDIS_URL
   kafka (embedded):     $MFT_KAFKA_BROKERS
   demo keys:            $STACK_DIR/keys
@@ -29,6 +31,7 @@ In a second terminal:
   source $STACK_DIR/env
   $MFT_BIN/mftctl get partners
   $MFT_BIN/mftctl events mft.inbound.v1
+  $MFT_BIN/mftctl send --partner globex FILE --wait 30   (globex's demo URL has no server: retried)
   kcat -C -b \$MFT_KAFKA_BROKERS -t mft.status.v1 -J -e
 
 Ctrl-C stops the stack.

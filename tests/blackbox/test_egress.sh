@@ -90,6 +90,7 @@ out("err500", MOCK + "/500", max_attempts=2)
 out("notmdn", MOCK + "/notmdn")
 out("silent", MOCK + "/ok-empty", mdn="async", mdn_timeout_s=2)
 out("untrusted", HTTPS, tls_server_cas=[f"{K}/unknown-ca.crt"])
+out("latemdn", MOCK + "/ok-empty", mdn="async", mdn_signed=False, mdn_timeout_s=120)
 print(json.dumps({"stations": stations, "partners": partners}, indent=1))
 PY
 "$CTL" apply -f "$STACK_DIR/gw.json" >"$STACK_DIR/apply.log" 2>&1 || { cat "$STACK_DIR/apply.log"; exit 1; }
@@ -216,6 +217,46 @@ check_match "record: final state and MDN kept in Redis" "delivered" \
   "$(redis-cli -u "$MFT_REDIS_URL" HGET "mft:out:$mid" state)"
 mdn_file=$(redis-cli -u "$MFT_REDIS_URL" HGET "mft:out:$mid" mdn_uri); mdn_file=${mdn_file#file://}
 check "record: the raw MDN file exists and is an MDN" grep -q "disposition-notification" "$mdn_file"
+
+# Ids an application may use: any request id; a bad station id fails that
+# request alone (the partition goes on).
+send "order 42: resend/2" globex "$STACK_DIR/order.edi"
+send b-station globex "$STACK_DIR/order.edi" --station "no such:station"
+send b-after globex "$STACK_DIR/order.edi"
+wait_final 60 "order 42: resend/2" b-station b-after || not_ok "ids: no final state in 60 s"
+check_eq "a request id with spaces, ':' and '/': delivered" delivered "$(field "order 42: resend/2" state)"
+check_eq "an invalid station id: failed" UNKNOWN_STATION "$(field b-station error.kind)"
+check_eq "the request after it: delivered" delivered "$(field b-after state)"
+
+# --- async MDN posted by someone else (curl) --------------------------------
+send l-1 latemdn "$STACK_DIR/order.edi"
+for _ in $(seq 50); do status; [[ $($OB states "$STACK_DIR/status.jsonl" l-1) == *sent ]] && break; sleep 0.2; done
+check_eq "async: waiting for the MDN" "queued sending sent" "$($OB states "$STACK_DIR/status.jsonl" l-1)"
+read -r l1_mid l1_mic l1_alg < <(python3 -c '
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line); e = r.get("event") or {}
+    if e.get("request_id") == "l-1" and e.get("state") == "sending":
+        print(e["as2_message_id"], e["mic"], e["mic_alg"])' "$STACK_DIR/status.jsonl")
+mdn_post() { # mdn_post AS2-FROM MIC — an unsigned MDN for l-1, as a partner would post it
+  printf -- '--b1\r\nContent-Type: text/plain\r\n\r\nYour message was received.\r\n--b1\r\nContent-Type: message/disposition-notification\r\n\r\nReporting-UA: curl\r\nOriginal-Recipient: rfc822; LATEMDN\r\nFinal-Recipient: rfc822; LATEMDN\r\nOriginal-Message-ID: <%s>\r\nReceived-Content-MIC: %s, %s\r\nDisposition: automatic-action/MDN-sent-automatically; processed\r\n\r\n--b1--\r\n' \
+    "$l1_mid" "$2" "$l1_alg" >"$STACK_DIR/late.mdn"
+  curl -s -o "$STACK_DIR/late.out" -w '%{http_code}' --cacert "$K/ca.crt" \
+    --cert "$K/globex-client.crt" --key "$K/globex-client.key" \
+    -H "AS2-Version: 1.2" -H "AS2-From: $1" -H "AS2-To: ACME" -H "Message-ID: <late-$RANDOM@curl>" \
+    -H 'Content-Type: multipart/report; report-type=disposition-notification; boundary="b1"' \
+    --data-binary @"$STACK_DIR/late.mdn" "$HTTPS"
+}
+check_eq "async: an MDN for it from another partner is refused" 400 "$(mdn_post HOOLI "$l1_mic")"
+sleep 0.5; status
+check_eq "async: ... and changes nothing" "queued sending sent" "$($OB states "$STACK_DIR/status.jsonl" l-1)"
+check_eq "async: the partner's MDN (curl) is taken" 200 "$(mdn_post LATEMDN "$l1_mic")"
+wait_final 20 l-1
+check_eq "async: delivered by the MDN" delivered "$(field l-1 state)"
+check_eq "async: a repeat of the MDN is answered 200" 200 "$(mdn_post LATEMDN "$l1_mic")"
+sleep 0.5; status
+check_eq "async: ... and publishes nothing new" "queued sending sent delivered" \
+  "$($OB states "$STACK_DIR/status.jsonl" l-1)"
 
 # --- 3. kill -9 mid-send ----------------------------------------------------
 send k-1 slowpoke "$STACK_DIR/order.edi"
