@@ -202,6 +202,7 @@ int main(int argc, char **argv)
         }
         if (now >= next_expiry) {
             send_expire_mdns(&eg);
+            mft_outbox_flush(&eg.outbox, 100); /* events Kafka did not take in time */
             next_expiry = now + 1000;
         }
         if (!have) {

@@ -11,6 +11,7 @@
 #include "mft_cfg.h"
 #include "mft_log.h"
 #include "mft_ops.h"
+#include "mft_outbox.h"
 #include "mft_secret.h"
 
 #include <arpa/inet.h>
@@ -220,6 +221,9 @@ int main(int argc, char **argv)
         long long v = 0;
         struct mft_err e;
         mft_err_clear(&e);
+        /* events of async-MDN outcomes that Kafka did not take in time */
+        struct mft_outbox ob = {in.store, in.bus, in.payloads, in.bus_timeout_ms};
+        mft_outbox_flush(&ob, 100);
         if (mft_store_config_version(in.store, &v, &e) == 0 && v != seen) {
             if (reload(&in, mkey, &e) == 0)
                 seen = v;

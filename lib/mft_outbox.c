@@ -18,6 +18,7 @@
 #include "mft_time.h"
 #include "mft/v1/events.pb-c.h"
 
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,8 +47,9 @@ int mft_outbox_state_final(const char *state)
     return state && (strcmp(state, MFT_OUT_DELIVERED) == 0 || strcmp(state, MFT_OUT_FAILED) == 0);
 }
 
-static int publish(struct mft_outbox *ob, const struct mft_outbox_msg *m,
-                   const struct mft_outbox_change *c, long long now, struct mft_err *err)
+/* Packs the DeliveryUpdated of a change; *buf is malloc'd. Returns 0 or -1. */
+static int pack(const struct mft_outbox_msg *m, const struct mft_outbox_change *c, long long now,
+                unsigned char **buf, size_t *len, struct mft_err *err)
 {
     Mft__V1__DeliveryUpdated ev = MFT__V1__DELIVERY_UPDATED__INIT;
     Mft__V1__Error e = MFT__V1__ERROR__INIT;
@@ -92,15 +94,113 @@ static int publish(struct mft_outbox *ob, const struct mft_outbox_msg *m,
     }
     ev.time = when;
 
-    size_t len = mft__v1__delivery_updated__get_packed_size(&ev);
-    unsigned char *buf = malloc(len ? len : 1);
-    if (!buf)
+    *len = mft__v1__delivery_updated__get_packed_size(&ev);
+    if (!(*buf = malloc(*len ? *len : 1)))
         return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
-    mft__v1__delivery_updated__pack(&ev, buf);
-    int rc = mft_bus_publish(ob->bus, MFT_TOPIC_STATUS, s(m->partner_id), MFT_CE_DELIVERY_UPDATED,
-                             NULL, buf, len, ob->bus_timeout_ms, NULL, err);
-    free(buf);
+    mft__v1__delivery_updated__pack(&ev, *buf);
+    return 0;
+}
+
+/*
+ * A pending event as kept in mft:out:events until Kafka acknowledges it:
+ * "<ms> <ce_id> <base64 partner id> <base64 value>" (ms: when it was
+ * written), text so any Redis client can
+ * read it, and with its ce_id so a re-publication is recognisably the same
+ * event (consumers deduplicate on ce_id).
+ */
+static char *entry_make(long long now, const char *ce_id, const char *partner,
+                        const unsigned char *v, size_t n)
+{
+    size_t pl = strlen(partner);
+    size_t cap = 64 + 4 * (pl / 3 + 2) + 4 * (n / 3 + 2);
+    char *e = malloc(cap);
+    if (!e)
+        return NULL;
+    size_t o = (size_t)snprintf(e, cap, "%lld %s ", now, ce_id);
+    o += (size_t)EVP_EncodeBlock((unsigned char *)e + o, (const unsigned char *)partner, (int)pl);
+    e[o++] = ' ';
+    o += (size_t)EVP_EncodeBlock((unsigned char *)e + o, v, (int)n);
+    e[o] = '\0';
+    return e;
+}
+
+/* Publishes a pending entry. Returns 0 when acknowledged, -1 otherwise. */
+static int entry_publish(struct mft_outbox *ob, const char *entry, struct mft_err *err)
+{
+    char ce_id[64], *partner = NULL;
+    unsigned char *value = NULL;
+    int rc = -1;
+    const char *sp0 = strchr(entry, ' ');
+    if (!sp0)
+        return -2;
+    entry = sp0 + 1;
+    const char *sp1 = strchr(entry, ' '), *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
+    if (!sp1 || !sp2 || (size_t)(sp1 - entry) >= sizeof(ce_id)) {
+        mft_err_set(err, MFT_E_INTERNAL, "a pending event entry is malformed");
+        return -2; /* never publishable: dropped by the caller */
+    }
+    memcpy(ce_id, entry, (size_t)(sp1 - entry));
+    ce_id[sp1 - entry] = '\0';
+    size_t pl = (size_t)(sp2 - sp1 - 1), vl = strlen(sp2 + 1);
+    partner = malloc(pl / 4 * 3 + 4);
+    value = malloc(vl / 4 * 3 + 4);
+    if (!partner || !value) {
+        mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+        goto out;
+    }
+    int pn = EVP_DecodeBlock((unsigned char *)partner, (const unsigned char *)sp1 + 1, (int)pl);
+    int vn = EVP_DecodeBlock(value, (const unsigned char *)sp2 + 1, (int)vl);
+    if (pn < 0 || vn < 0) {
+        mft_err_set(err, MFT_E_INTERNAL, "a pending event entry is malformed");
+        rc = -2;
+        goto out;
+    }
+    /* EVP_DecodeBlock counts the padding: take it off */
+    for (const char *q = sp2 - 1; q > sp1 && *q == '='; q--)
+        pn--;
+    for (const char *q = entry + strlen(entry) - 1; q > sp2 && *q == '='; q--)
+        vn--;
+    partner[pn] = '\0';
+    rc = mft_bus_publish(ob->bus, MFT_TOPIC_STATUS, partner, MFT_CE_DELIVERY_UPDATED, ce_id, value,
+                         (size_t)vn, ob->bus_timeout_ms, NULL, err);
+out:
+    free(partner);
+    free(value);
     return rc;
+}
+
+int mft_outbox_flush(struct mft_outbox *ob, size_t limit)
+{
+    char **entries = NULL;
+    size_t n = 0;
+    int done = 0;
+    struct mft_err err;
+    mft_err_clear(&err);
+    if (mft_store_out_events(ob->store, limit ? limit : 100, &entries, &n, &err) < 0)
+        return 0;
+    long long now = mft_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        /* a young entry may still be on its way through mft_outbox_change's own
+         * publication: leave it (and those after it) for the next flush */
+        long long at = strtoll(entries[i], NULL, 10);
+        if (at > now - ob->bus_timeout_ms - 2000)
+            break;
+        int p = entry_publish(ob, entries[i], &err);
+        if (p == -1)
+            break; /* Kafka still down: keep the order, try again later */
+        if (p == -2)
+            mft_error("event.dropped", err.message, "entry", entries[i]);
+        if (mft_store_out_event_done(ob->store, entries[i], &err) < 0)
+            break;
+        done++;
+    }
+    if (done) {
+        char cnt[16];
+        snprintf(cnt, sizeof(cnt), "%d", done);
+        mft_info("event.flushed", "pending events published", "count", cnt);
+    }
+    mft_store_free_list(entries, n);
+    return done;
 }
 
 int mft_outbox_change(struct mft_outbox *ob, const struct mft_outbox_msg *m,
@@ -165,20 +265,42 @@ int mft_outbox_change(struct mft_outbox *ob, const struct mft_outbox_msg *m,
         PUT(c->extra[i], c->extra[i + 1]);
 #undef PUT
     f[n] = NULL;
+    /* The event goes into Redis with the change (mft:out:events) and is taken
+     * out once Kafka acknowledged it: a change is never recorded without its
+     * event eventually reaching the bus (mft_outbox_flush re-publishes). */
+    unsigned char *value = NULL;
+    size_t vlen = 0;
+    char ce_id[37];
+    mft_uuid4(ce_id);
+    if (pack(m, c, now, &value, &vlen, err) < 0)
+        return -1;
+    char *entry = entry_make(now, ce_id, s(m->partner_id), value, vlen);
+    free(value);
+    if (!entry)
+        return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
     /* Only the first write creates; every later one is guarded, so an ended
      * message is never moved back (e.g. "sent" recorded after the async MDN). */
     struct mft_store_out_op op = c->op;
     op.unless_final = op.created_ms == 0;
+    op.pending_event = entry;
     int put = mft_store_out_put(ob->store, m->uuid, f, &op, err);
-    if (put < 0)
-        return -1;
-    if (put == 1) {
-        mft_debug("outbound.skipped", "the message has ended; change not applied", "message_id",
-                  m->uuid, "state", c->state);
-        return 1;
+    if (put != 0) {
+        free(entry);
+        if (put == 1)
+            mft_debug("outbound.skipped", "the message has ended; change not applied", "message_id",
+                      m->uuid, "state", c->state);
+        return put;
     }
-    if (publish(ob, m, c, now, err) < 0)
-        return -1;
+    struct mft_err perr;
+    mft_err_clear(&perr);
+    if (entry_publish(ob, entry, &perr) == 0)
+        mft_store_out_event_done(ob->store, entry, &perr);
+    else
+        mft_warn("event.deferred",
+                 "the state is recorded; its event will be published when "
+                 "Kafka answers",
+                 "message_id", m->uuid, "state", c->state, "detail", perr.detail);
+    free(entry);
     char labels[64];
     snprintf(labels, sizeof(labels), "state=\"%s\"", c->state);
     mft_metric_inc("mft_outbound_transitions_total", labels);

@@ -4,8 +4,11 @@
  * asynchronous MDNs): every change of state is written to the message's
  * Redis record (mft:out:<uuid>, with its schedules) and then published as a
  * DeliveryUpdated event on mft.status.v1, in that order, so the record is
- * never behind the events. A change whose event could not be published
- * returns -1 and the caller keeps the work (its lease brings it back).
+ * never behind the events. The event is written into Redis with the change
+ * (mft:out:events, a transactional outbox) and removed once Kafka has
+ * acknowledged it; one whose publication failed is published later by
+ * mft_outbox_flush, with the same ce_id, so no change is ever without its
+ * event (consumers deduplicate on ce_id and order by time).
  *
  *   queued -> sending -> delivered                    (sync MDN positive, or no MDN)
  *                     -> sent -> delivered | failed   (async MDN, or its deadline)
@@ -69,6 +72,12 @@ struct mft_outbox_change {
  * BUS_UNAVAILABLE. */
 int mft_outbox_change(struct mft_outbox *ob, const struct mft_outbox_msg *m,
                       const struct mft_outbox_change *c, struct mft_err *err);
+
+/* Publishes, oldest first, the events whose publication failed when their
+ * change was recorded (kept in mft:out:events with the change), up to limit
+ * (0 = 100); stops at the first one Kafka does not acknowledge. A service
+ * that records changes calls this periodically. Returns how many went out. */
+int mft_outbox_flush(struct mft_outbox *ob, size_t limit);
 
 /* Returns 1 for delivered and failed (nothing more will happen), else 0. */
 int mft_outbox_state_final(const char *state);

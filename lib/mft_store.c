@@ -908,29 +908,33 @@ out:
  */
 static int put_unless_final(struct mft_store *st, const char *k, const char *uuid,
                             const char **fields, size_t nf, char *const unsched[2],
-                            const char *k_due, const char *due, struct mft_err *err)
+                            const char *k_due, const char *due, const char *event,
+                            struct mft_err *err)
 {
     static const char script[] =
         "local s = redis.call('HGET', KEYS[1], 'state') "
         "if s == 'delivered' or s == 'failed' then return 0 end "
-        "if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end "
+        "if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end "
         "if KEYS[2] ~= '' then redis.call('ZREM', KEYS[2], ARGV[1]) end "
         "if KEYS[3] ~= '' then redis.call('ZREM', KEYS[3], ARGV[1]) end "
         "if KEYS[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1]) end "
+        "if ARGV[3] ~= '' then redis.call('RPUSH', KEYS[5], ARGV[3]) end "
         "return 1";
-    const char **a = calloc(nf + 9, sizeof(*a));
+    const char **a = calloc(nf + 11, sizeof(*a));
     if (!a)
         return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
     size_t n = 0;
     a[n++] = "EVAL";
     a[n++] = script;
-    a[n++] = "4";
+    a[n++] = "5";
     a[n++] = k;
     a[n++] = unsched[0] ? unsched[0] : "";
     a[n++] = unsched[1] ? unsched[1] : "";
     a[n++] = k_due ? k_due : "";
+    a[n++] = MFT_STORE_OUT_EVENTS_KEY;
     a[n++] = uuid;
     a[n++] = due;
+    a[n++] = event ? event : "";
     for (size_t i = 0; i < nf; i++)
         a[n++] = fields[i];
     redisReply *r = run1(st, err, (int)n, a);
@@ -953,7 +957,7 @@ int mft_store_out_put(struct mft_store *st, const char *uuid, const char *const 
     char created[32], due[32], ttl[32];
     size_t nf = 0, n = 0;
     int rc = -1;
-    struct cmd cmds[8];
+    struct cmd cmds[10];
 
     if (!op)
         op = &none;
@@ -1022,13 +1026,16 @@ int mft_store_out_put(struct mft_store *st, const char *uuid, const char *const 
         z_due[1] = k_due;
         cmds[n++] = (struct cmd){4, z_due, NULL};
     }
+    const char *rpush[] = {"RPUSH", MFT_STORE_OUT_EVENTS_KEY, op->pending_event};
+    if (op->pending_event && !op->unless_final)
+        cmds[n++] = (struct cmd){3, rpush, NULL};
     if (n == 0) {
         rc = 0;
         goto out;
     }
     if (op->unless_final) {
         rc = put_unless_final(st, k, uuid, hset + 2, nf, k_un, op->schedule ? k_due : NULL, due,
-                              err);
+                              op->pending_event, err);
         goto out;
     }
     redisReply *r = run(st, cmds, n, 1, err);
@@ -1118,6 +1125,32 @@ int mft_store_out_by_mid(struct mft_store *st, const char *mid, char *uuid, size
         memcpy(uuid, v, strlen(v) + 1);
     free(v);
     return rc;
+}
+
+int mft_store_out_events(struct mft_store *st, size_t limit, char ***entries, size_t *n,
+                         struct mft_err *err)
+{
+    char last[32];
+    *entries = NULL;
+    *n = 0;
+    snprintf(last, sizeof(last), "%zu", limit ? limit - 1 : 0);
+    const char *a[] = {"LRANGE", MFT_STORE_OUT_EVENTS_KEY, "0", last};
+    redisReply *r = run1(st, err, 4, a);
+    if (!r)
+        return -1;
+    int rc = reply_to_list(r, entries, n, err);
+    freeReplyObject(r);
+    return rc;
+}
+
+int mft_store_out_event_done(struct mft_store *st, const char *entry, struct mft_err *err)
+{
+    const char *a[] = {"LREM", MFT_STORE_OUT_EVENTS_KEY, "1", entry};
+    redisReply *r = run1(st, err, 4, a);
+    if (!r)
+        return -1;
+    freeReplyObject(r);
+    return 0;
 }
 
 const char *mft_store_kv(char *const *kv, size_t count, const char *key)

@@ -115,7 +115,11 @@ struct mft_store_out_op {
     const char *unschedule[2]; /* ZREM from these schedules */
     int unless_final;          /* apply only while the state is not delivered / failed
                                   (one script; created_ms and index_mid are then ignored) */
+    const char *pending_event; /* RPUSH to mft:out:events in the same write: an event
+                                  that must reach Kafka even if the publish fails */
 };
+
+#define MFT_STORE_OUT_EVENTS_KEY "mft:out:events"
 
 /* HSET mft:out:<uuid> fields (NULL-terminated key, value list) and applies op
  * (may be NULL). Returns 0, 1 when op->unless_final skipped it, or -1. */
@@ -148,6 +152,14 @@ int mft_store_out_by_mid(struct mft_store *st, const char *mid, char *uuid, size
 /* The newest `limit` outgoing message uuids (all stations when NULL). */
 int mft_store_list_out(struct mft_store *st, const char *station_id, size_t limit, char ***uuids,
                        size_t *n, struct mft_err *err);
+
+/* The oldest `limit` entries of mft:out:events (events written with a state
+ * change and not yet acknowledged by Kafka). Free with mft_store_free_list. */
+int mft_store_out_events(struct mft_store *st, size_t limit, char ***entries, size_t *n,
+                         struct mft_err *err);
+
+/* Removes one entry from mft:out:events once Kafka acknowledged it. */
+int mft_store_out_event_done(struct mft_store *st, const char *entry, struct mft_err *err);
 
 /* Reads a field of a kv list as returned by mft_store_*_get ("" when absent). */
 const char *mft_store_kv(char *const *kv, size_t count, const char *key);
