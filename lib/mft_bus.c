@@ -16,6 +16,7 @@
  * one consumer per thread. librdkafka's logs and errors go to mft_log.
  */
 #include "mft_bus.h"
+#include "mft_cfg.h"
 #include "mft_log.h"
 #include "mft_time.h"
 
@@ -153,6 +154,11 @@ static void *poll_main(void *arg)
 }
 
 /* Sets the common options (brokers, logging) on conf. Returns 0 or -1. */
+static const struct mft_cfg_var bus_vars[] = {
+    {"MFT_KAFKA_LINGER_MS", "1", "how long the producer waits to batch events (ms)"},
+    {NULL, NULL, NULL},
+};
+
 static int conf_common(rd_kafka_conf_t *conf, const char *brokers, struct mft_err *err)
 {
     char errstr[512];
@@ -188,10 +194,20 @@ int mft_bus_open(const char *brokers, const char *source, struct mft_bus **out, 
     conf = rd_kafka_conf_new();
     if (conf_common(conf, brokers, err) != 0)
         goto out;
-    static const char *const opts[][2] = {
+    /* Every publisher waits for its acknowledgement, so linger is latency on
+     * every event; concurrent publishers still share batches at 1 ms. */
+    long linger = 1;
+    if (mft_cfg_long(bus_vars, "MFT_KAFKA_LINGER_MS", &linger) != 0 || linger < 0 ||
+        linger > 1000) {
+        mft_err_set(err, MFT_E_CONFIG, "MFT_KAFKA_LINGER_MS must be 0..1000");
+        goto out;
+    }
+    char linger_s[16];
+    snprintf(linger_s, sizeof(linger_s), "%ld", linger);
+    const char *const opts[][2] = {
         {"enable.idempotence", "true"},
         {"acks", "all"},
-        {"linger.ms", "5"},
+        {"linger.ms", linger_s},
         {"message.timeout.ms", "60000"},
     };
     for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
