@@ -588,6 +588,7 @@ static void attempt_run(struct egress *eg, const char *uuid)
         .compress = (enum mft_as2_compress)ps->compress,
         .base64 = ps->base64,
         .old_micalg_names = ps->old_micalg_names,
+        .no_alg_protection = !ps->alg_protection,
     };
     if (*ov_cmp)
         o.compress = strcmp(ov_cmp, "before-signing") == 0  ? MFT_AS2_COMPRESS_BEFORE_SIGNING

@@ -84,9 +84,10 @@ int mft_as2_boundary(char *out, size_t outlen, struct mft_err *err)
 }
 
 int mft_as2_sign_entity(const unsigned char *entity, size_t len, const struct mft_keypair *signer,
-                        const char *md_any, int old_micalg_names, char **content_type,
+                        const char *md_any, unsigned flags, char **content_type,
                         struct mft_buf *body, struct mft_err *err)
 {
+    int old_micalg_names = (flags & MFT_AS2_SIGN_OLD_MICALG) != 0;
     const char *ossl = NULL, *rfc = NULL;
     unsigned char *der = NULL;
     size_t der_len = 0;
@@ -101,7 +102,9 @@ int mft_as2_sign_entity(const unsigned char *entity, size_t len, const struct mf
     if (!signer || !signer->cert || !signer->key)
         return mft_err_set(err, MFT_E_CONFIG, "no signing key and certificate");
     if (mft_as2_boundary(bnd, sizeof(bnd), err) < 0 ||
-        mft_smime_sign_detached(entity, len, signer, ossl, &der, &der_len, err) < 0)
+        mft_smime_sign_detached(entity, len, signer, ossl,
+                                (flags & MFT_AS2_SIGN_ALG_PROTECT) ? MFT_SMIME_ALG_PROTECT : 0u,
+                                &der, &der_len, err) < 0)
         goto out;
     mft_buf_str(body, "--");
     mft_buf_str(body, bnd);
@@ -236,7 +239,9 @@ static int stage_sign(struct entity *cur, const struct mft_keypair *signer,
     struct mft_buf body = {0};
     struct entity next = {0};
     char *ct = NULL;
-    if (mft_as2_sign_entity(cur->whole.p, cur->whole.len, signer, o->sign_md, o->old_micalg_names,
+    if (mft_as2_sign_entity(cur->whole.p, cur->whole.len, signer, o->sign_md,
+                            (o->old_micalg_names ? MFT_AS2_SIGN_OLD_MICALG : 0u) |
+                                (o->no_alg_protection ? 0u : MFT_AS2_SIGN_ALG_PROTECT),
                             &ct, &body, err) < 0) {
         mft_buf_free(&body);
         return -1;

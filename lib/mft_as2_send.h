@@ -26,11 +26,13 @@ struct mft_as2_send_opts {
                             "aes-128-gcm", "aes-256-gcm"; NULL or "" = unencrypted */
     int rsa_oaep;        /* RSAES-OAEP (SHA-256) key transport instead of PKCS#1 v1.5 */
     enum mft_as2_compress compress;
-    int base64;           /* Content-Transfer-Encoding base64 (payload, signature, body) */
-    int old_micalg_names; /* write micalg as "sha256" (RFC 3851) instead of "sha-256" */
-    const char *mic_md;   /* MIC digest of an unsigned message: the one asked for in
-                             Disposition-Notification-Options, or "sha1" when none is
-                             asked (RFC 4130's default); NULL = "sha-256" */
+    int base64;            /* Content-Transfer-Encoding base64 (payload, signature, body) */
+    int old_micalg_names;  /* write micalg as "sha256" (RFC 3851) instead of "sha-256" */
+    int no_alg_protection; /* leave out the RFC 6211 CMSAlgorithmProtection signed
+                              attribute (for partners whose software rejects it) */
+    const char *mic_md;    /* MIC digest of an unsigned message: the one asked for in
+                              Disposition-Notification-Options, or "sha1" when none is
+                              asked (RFC 4130's default); NULL = "sha-256" */
 };
 
 struct mft_as2_message {
@@ -65,8 +67,10 @@ void mft_as2_message_free(struct mft_as2_message *m);
  * of the new Content-Type and *body receives the multipart body. Returns 0
  * or -1.
  */
+#define MFT_AS2_SIGN_OLD_MICALG 1u  /* micalg=sha256 (RFC 3851) instead of sha-256 */
+#define MFT_AS2_SIGN_ALG_PROTECT 2u /* add the RFC 6211 CMSAlgorithmProtection attribute */
 int mft_as2_sign_entity(const unsigned char *entity, size_t len, const struct mft_keypair *signer,
-                        const char *md_any, int old_micalg_names, char **content_type,
+                        const char *md_any, unsigned flags, char **content_type,
                         struct mft_buf *body, struct mft_err *err);
 
 /* Makes a random MIME boundary ("----=_Part_mft_<32 hex>"). Returns 0 or -1. */

@@ -70,6 +70,7 @@ struct mft_partner_send {
     enum mft_compress_order compress;
     int base64;               /* Content-Transfer-Encoding base64 */
     int old_micalg_names;     /* "sha1" instead of "sha-1" (RFC 3851 partners) */
+    int alg_protection;       /* RFC 6211 CMSAlgorithmProtection in our signatures (default 1) */
     int content_length;       /* send Content-Length instead of chunked */
     enum mft_mdn_request mdn; /* sync (default), async, none */
     int mdn_signed;           /* ask for a signed MDN (default 1) */

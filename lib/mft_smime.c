@@ -603,16 +603,59 @@ out:
     return rc;
 }
 
+/*
+ * Adds the RFC 6211 CMSAlgorithmProtection signed attribute to si: SEQUENCE {
+ * digestAlgorithm, [1] IMPLICIT signatureAlgorithm }, copied from the
+ * SignerInfo itself so they can never disagree. OpenSSL 3.0 has no NID for it.
+ */
+static int add_alg_protection(CMS_SignerInfo *si)
+{
+    X509_ALGOR *dig = NULL, *sig = NULL;
+    unsigned char *d = NULL, *g = NULL, *v = NULL;
+    ASN1_OBJECT *oid = OBJ_txt2obj("1.2.840.113549.1.9.52", 1);
+    int rc = 0, dl, gl;
+    CMS_SignerInfo_get0_algs(si, NULL, NULL, &dig, &sig);
+    if (!oid || !dig || !sig || (dl = i2d_X509_ALGOR(dig, &d)) <= 0 ||
+        (gl = i2d_X509_ALGOR(sig, &g)) <= 0 || dl + gl > 60000)
+        goto out;
+    size_t body = (size_t)dl + (size_t)gl, n = 0;
+    if (!(v = malloc(body + 8)))
+        goto out;
+    v[n++] = 0x30; /* SEQUENCE, definite length */
+    if (body < 128) {
+        v[n++] = (unsigned char)body;
+    } else if (body < 256) {
+        v[n++] = 0x81;
+        v[n++] = (unsigned char)body;
+    } else {
+        v[n++] = 0x82;
+        v[n++] = (unsigned char)(body >> 8);
+        v[n++] = (unsigned char)body;
+    }
+    memcpy(v + n, d, (size_t)dl);
+    n += (size_t)dl;
+    memcpy(v + n, g, (size_t)gl);
+    v[n] = 0xa1; /* [1] IMPLICIT, constructed: replaces the AlgorithmIdentifier's SEQUENCE tag */
+    n += (size_t)gl;
+    rc = CMS_signed_add1_attr_by_OBJ(si, oid, V_ASN1_SEQUENCE, v, (int)n);
+out:
+    OPENSSL_free(d);
+    OPENSSL_free(g);
+    free(v);
+    ASN1_OBJECT_free(oid);
+    return rc;
+}
+
 int mft_smime_sign_detached(const unsigned char *data, size_t len, const struct mft_keypair *kp,
-                            const char *ossl_md, unsigned char **der, size_t *der_len,
-                            struct mft_err *err)
+                            const char *ossl_md, unsigned flags, unsigned char **der,
+                            size_t *der_len, struct mft_err *err)
 {
     CMS_ContentInfo *cms = NULL;
     EVP_MD *md = NULL;
     BIO *dbio = NULL;
     unsigned char *buf = NULL, *p;
     int rc = -1, n;
-    const unsigned int flags = CMS_DETACHED | CMS_BINARY | CMS_PARTIAL;
+    const unsigned int cflags = CMS_DETACHED | CMS_BINARY | CMS_PARTIAL;
 
     *der = NULL;
     *der_len = 0;
@@ -629,8 +672,10 @@ int mft_smime_sign_detached(const unsigned char *data, size_t len, const struct 
         mft_err_openssl(err);
         goto out;
     }
-    if (!(cms = CMS_sign(NULL, NULL, NULL, NULL, flags)) ||
-        !CMS_add1_signer(cms, kp->cert, kp->key, md, CMS_BINARY)) {
+    CMS_SignerInfo *si = NULL;
+    if (!(cms = CMS_sign(NULL, NULL, NULL, NULL, cflags)) ||
+        !(si = CMS_add1_signer(cms, kp->cert, kp->key, md, CMS_BINARY)) ||
+        ((flags & MFT_SMIME_ALG_PROTECT) && !add_alg_protection(si))) {
         mft_err_set(err, MFT_E_INTERNAL, "cannot create the CMS signature");
         mft_err_openssl(err);
         goto out;

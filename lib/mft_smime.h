@@ -72,9 +72,10 @@ int mft_smime_verify_detached(const unsigned char *data, size_t len, const unsig
  * binary mode, with signing time. Returns 0 and a malloc'd DER SignedData in
  * *der and *der_len (caller frees), or -1.
  */
+#define MFT_SMIME_ALG_PROTECT 1u /* add the RFC 6211 CMSAlgorithmProtection attribute */
 int mft_smime_sign_detached(const unsigned char *data, size_t len, const struct mft_keypair *kp,
-                            const char *ossl_md, unsigned char **der, size_t *der_len,
-                            struct mft_err *err);
+                            const char *ossl_md, unsigned flags, unsigned char **der,
+                            size_t *der_len, struct mft_err *err);
 
 /*
  * Unwraps a DER CMS CompressedData (RFC 3274, zlib) with zlib. The inflated

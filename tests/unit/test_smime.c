@@ -12,6 +12,8 @@
 #include <cmocka.h>
 
 #include "mft_smime.h"
+
+#include <openssl/cms.h>
 #include "mft_testkeys.h"
 
 #include <zlib.h>
@@ -499,12 +501,37 @@ static void test_sign_detached(void **state)
     unsigned char *der = NULL;
     size_t dl = 0;
     struct mft_err err;
-    const char *mds[] = {"SHA1", "SHA256", "SHA512"};
-    for (size_t i = 0; i < 3; i++) {
+    const char *mds[] = {"SHA1", "SHA256", "SHA512", "SHA256"};
+    ASN1_OBJECT *protect = OBJ_txt2obj("1.2.840.113549.1.9.52", 1);
+    for (size_t i = 0; i < 4; i++) {
+        unsigned flags = i == 3 ? 0u : MFT_SMIME_ALG_PROTECT;
         mft_err_clear(&err);
         assert_int_equal(
-            mft_smime_sign_detached(data, sizeof(data) - 1, &kp, mds[i], &der, &dl, &err), 0);
+            mft_smime_sign_detached(data, sizeof(data) - 1, &kp, mds[i], flags, &der, &dl, &err),
+            0);
         assert_non_null(der);
+        /* RFC 6211 CMSAlgorithmProtection: present exactly when asked for, and
+         * naming the SignerInfo's own digest algorithm */
+        const unsigned char *pp = der;
+        CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &pp, (long)dl);
+        assert_non_null(cms);
+        CMS_SignerInfo *si = sk_CMS_SignerInfo_value(CMS_get0_SignerInfos(cms), 0);
+        int at = CMS_signed_get_attr_by_OBJ(si, protect, -1);
+        if (flags) {
+            assert_true(at >= 0);
+            ASN1_TYPE *t = X509_ATTRIBUTE_get0_type(CMS_signed_get_attr(si, at), 0);
+            assert_non_null(t);
+            assert_int_equal(ASN1_TYPE_get(t), V_ASN1_SEQUENCE);
+            const unsigned char *q = t->value.sequence->data;
+            long qlen = t->value.sequence->length;
+            STACK_OF(ASN1_TYPE) *parts = d2i_ASN1_SEQUENCE_ANY(NULL, &q, qlen);
+            assert_non_null(parts);
+            assert_int_equal(sk_ASN1_TYPE_num(parts), 2);
+            sk_ASN1_TYPE_pop_free(parts, ASN1_TYPE_free);
+        } else {
+            assert_int_equal(at, -1);
+        }
+        CMS_ContentInfo_free(cms);
         struct mft_smime_verified v;
         assert_int_equal(
             mft_smime_verify_detached(data, sizeof(data) - 1, der, dl, partner_cert, &v, &err), 0);
@@ -527,9 +554,10 @@ static void test_sign_detached(void **state)
         free(der);
         der = NULL;
     }
+    ASN1_OBJECT_free(protect);
     kp.key = NULL;
     mft_err_clear(&err);
-    assert_int_equal(mft_smime_sign_detached(data, 3, &kp, "SHA256", &der, &dl, &err), -1);
+    assert_int_equal(mft_smime_sign_detached(data, 3, &kp, "SHA256", 0, &der, &dl, &err), -1);
     assert_null(der);
 }
 
