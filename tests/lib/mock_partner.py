@@ -21,6 +21,7 @@ Message-ID, answer status). Stops on SIGTERM. Test tooling only.
 """
 import http.server
 import json
+import os
 import re
 import signal
 import socketserver
@@ -29,6 +30,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import httpbody  # noqa: E402
 
 PORTFILE, UPSTREAM, LOGDIR = sys.argv[1], sys.argv[2], sys.argv[3]
 seen = set()
@@ -50,17 +54,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def body(self):
-        if self.headers.get('Transfer-Encoding', '').lower() == 'chunked':
-            out = b''
-            while True:
-                size = int(self.rfile.readline().split(b';')[0].strip(), 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b'\r\n', b'\n', b''):
-                        pass
-                    return out
-                out += self.rfile.read(size)
-                self.rfile.readline()
-        return self.rfile.read(int(self.headers.get('Content-Length', '0')))
+        return httpbody.read_body(self)
 
     def answer(self, status, body=b'', headers=None):
         self.send_response(status)
@@ -131,6 +125,5 @@ srv = Server(('127.0.0.1', 0), Handler)
 signal.signal(signal.SIGTERM, lambda *a: threading.Thread(target=srv.shutdown).start())
 with open(PORTFILE + '.tmp', 'w') as f:
     f.write(str(srv.server_address[1]))
-import os  # noqa: E402
 os.rename(PORTFILE + '.tmp', PORTFILE)
 srv.serve_forever()

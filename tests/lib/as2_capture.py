@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""A capturing AS2 partner for the interop tests (plain HTTP, loopback only).
+
+  as2_capture.py PORTFILE DIR
+
+Listens on a free 127.0.0.1 port (written to PORTFILE once listening) and
+answers every POST with HTTP 200 and an empty body: a partner that was asked
+for no MDN. Each request is saved as DIR/NNNN/ with
+
+  headers      the request headers, one "Name: value" line each, in order (CRLF)
+  body         the exact body bytes (chunked transfer coding undone)
+  message-id   the Message-ID header without angle brackets
+
+A request directory is written under a temporary name and renamed when
+complete, so a reader never sees half of one. Stops on SIGTERM. Test tooling
+only; python3 standard library only.
+"""
+import http.server
+import itertools
+import os
+import signal
+import socketserver
+import sys
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import httpbody  # noqa: E402
+
+PORTFILE, DIR = sys.argv[1], sys.argv[2]
+counter = itertools.count(1)
+lock = threading.Lock()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+
+    def log_message(self, *args):
+        pass
+
+    def read_body(self):
+        return httpbody.read_body(self)
+
+    def do_POST(self):
+        body = self.read_body()
+        with lock:
+            n = next(counter)
+        tmp = os.path.join(DIR, f'.tmp-{n:04d}')
+        os.makedirs(tmp)
+        with open(os.path.join(tmp, 'headers'), 'wb') as f:
+            for k, v in self.headers.items():
+                f.write(f'{k}: {v}\r\n'.encode('latin-1'))
+        with open(os.path.join(tmp, 'body'), 'wb') as f:
+            f.write(body)
+        with open(os.path.join(tmp, 'message-id'), 'w') as f:
+            f.write(self.headers.get('Message-ID', '').strip().strip('<>') + '\n')
+        os.rename(tmp, os.path.join(DIR, f'{n:04d}'))
+        self.send_response(200)
+        self.send_header('Content-Length', '0')
+        self.end_headers()
+
+    def do_GET(self):  # liveness probe
+        self.send_response(200)
+        self.send_header('Content-Length', '2')
+        self.end_headers()
+        self.wfile.write(b'ok')
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def main():
+    os.makedirs(DIR, exist_ok=True)
+    srv = Server(('127.0.0.1', 0), Handler)
+    signal.signal(signal.SIGTERM, lambda *a: threading.Thread(target=srv.shutdown).start())
+    with open(PORTFILE + '.tmp', 'w') as f:
+        f.write(str(srv.server_address[1]))
+    os.rename(PORTFILE + '.tmp', PORTFILE)
+    srv.serve_forever()
+
+
+if __name__ == '__main__':
+    main()
