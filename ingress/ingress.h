@@ -26,6 +26,7 @@ struct ingress {
     struct mft_registry *reg; /* current snapshot; take with ingress_registry() */
     unsigned long long max_body;
     unsigned long long max_inflated;
+    unsigned long long spill_threshold; /* see mft_as2_request.spill_threshold */
     long dup_ttl_s;
     int bus_timeout_ms;
     int keep_raw;

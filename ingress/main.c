@@ -30,6 +30,8 @@ static const struct mft_cfg_var cfg[] = {
     {"MFT_INGRESS_OPS_ADDR", "127.0.0.1:9101", "ops port: /livez /readyz /metrics (plain HTTP)"},
     {"MFT_INGRESS_MAX_BODY", "512M", "largest accepted AS2 request body (bytes, K/M/G)"},
     {"MFT_INGRESS_MAX_INFLATED", "2G", "largest decompressed content of one message"},
+    {"MFT_INGRESS_SPILL_THRESHOLD", "4M",
+     "layers larger than this are processed through temporary files, not memory"},
     {"MFT_INGRESS_MAX_CONNECTIONS", "256", "concurrent connections (one thread each)"},
     {"MFT_INGRESS_TIMEOUT_S", "300", "idle connection timeout in seconds"},
     {"MFT_INGRESS_TLS_PRIORITIES", MFT_TLSSRV_DEFAULT_PRIORITIES,
@@ -166,6 +168,7 @@ int main(int argc, char **argv)
 
     if (mft_cfg_size(cfg, "MFT_INGRESS_MAX_BODY", &in.max_body) < 0 ||
         mft_cfg_size(cfg, "MFT_INGRESS_MAX_INFLATED", &in.max_inflated) < 0 ||
+        mft_cfg_size(cfg, "MFT_INGRESS_SPILL_THRESHOLD", &in.spill_threshold) < 0 ||
         mft_cfg_long(cfg, "MFT_INGRESS_MAX_CONNECTIONS", &max_conn) < 0 ||
         mft_cfg_long(cfg, "MFT_INGRESS_TIMEOUT_S", &timeout_s) < 0 ||
         mft_cfg_long(cfg, "MFT_INGRESS_DUP_TTL_S", &in.dup_ttl_s) < 0 ||

@@ -486,6 +486,8 @@ static enum MHD_Result finish(struct request *rq, struct MHD_Connection *conn)
         .body = body,
         .body_len = body_len,
         .max_inflated = (size_t)in->max_inflated,
+        .spill_dir = mft_payload_tmp_dir(in->payloads),
+        .spill_threshold = in->spill_threshold ? (size_t)in->spill_threshold : 1,
     };
     if (mft_outbox_looks_like_mdn(req.content_type, body, body_len)) {
         ret = take_mdn(rq, conn, req.content_type, body, body_len);
@@ -534,7 +536,7 @@ static enum MHD_Result finish(struct request *rq, struct MHD_Connection *conn)
         kept = 1;
     }
     if (body) {
-        munmap((void *)body, body_len);
+        mft_payload_unmap(body, body_len);
         body = NULL;
     }
     if (in->keep_raw) {
@@ -633,7 +635,7 @@ static enum MHD_Result finish(struct request *rq, struct MHD_Connection *conn)
         answer_mdn(rq, conn, "processed", &res, "The AS2 message was received and kept.\r\n", NULL);
 out:
     if (body)
-        munmap((void *)body, body_len);
+        mft_payload_unmap(body, body_len);
     if (kept)
         mft_payload_remove_message(in->payloads, rq->uuid);
     mft_as2_result_free(&res);

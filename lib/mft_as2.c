@@ -12,15 +12,22 @@
  * else is the payload (each part of a multipart/mixed or related one).
  * Nothing is rewritten: the MIC is computed over the exact received bytes.
  *
- * Called by ingress per request. Station and partner are borrowed; every
- * intermediate buffer is owned by the call and freed before it returns; the
- * payloads are owned by the result. No shared state: thread-safe.
+ * Memory stays bounded whatever the size: each decrypted, inflated or
+ * transfer-decoded layer is written to a spill (memory while small, an unlinked
+ * temporary file in req->spill_dir past req->spill_threshold), the ciphertext
+ * and compressed bytes are read in place, and every sequential pass releases
+ * the pages it has passed (mft_spill.h). A 100 MB message peaks near 10 MB.
+ *
+ * Called by ingress per request. Station and partner are borrowed; the layers
+ * and payloads are owned by the result (mft_as2_result_free). No shared state:
+ * thread-safe.
  */
 #include "mft_as2.h"
 
 #include "mft_mdn.h"
 #include "mft_mime.h"
 #include "mft_smime.h"
+#include "mft_spill.h"
 
 #include <openssl/evp.h>
 
@@ -45,8 +52,6 @@ struct as2_ctx {
     const struct mft_partner *p;
     struct mft_as2_result *res;
     struct mft_err *err;
-    unsigned char *owned[AS2_MAX_OWNED];
-    size_t n_owned;
     /* MIC algorithm the partner asked for in signed-receipt-micalg, if any we support */
     const char *dno_ossl;
     char dno_spelling[32];
@@ -55,13 +60,37 @@ struct as2_ctx {
 
 /* ---- small helpers ------------------------------------------------------- */
 
-static int own(struct as2_ctx *c, unsigned char *buf)
+struct mft_as2_spills {
+    struct mft_spill s[AS2_MAX_OWNED];
+    size_t n;
+};
+
+/* A new spill owned by the result: the layers' and payloads' bytes outlive the call. */
+static struct mft_spill *new_spill(struct as2_ctx *c)
 {
-    if (c->n_owned >= AS2_MAX_OWNED) {
-        free(buf);
-        return mft_err_set(c->err, MFT_E_MALFORMED_MESSAGE, "too many nested layers");
+    struct mft_as2_result *res = c->res;
+    if (!res->spills && !(res->spills = calloc(1, sizeof(*res->spills)))) {
+        mft_err_set(c->err, MFT_E_NO_MEMORY, NULL);
+        return NULL;
     }
-    c->owned[c->n_owned++] = buf;
+    if (res->spills->n >= AS2_MAX_OWNED) {
+        mft_err_set(c->err, MFT_E_MALFORMED_MESSAGE, "too many nested layers");
+        return NULL;
+    }
+    struct mft_spill *sp = &res->spills->s[res->spills->n++];
+    mft_spill_init(sp, c->req->spill_dir,
+                   c->req->spill_threshold ? c->req->spill_threshold : MFT_AS2_SPILL_DEFAULT);
+    return sp;
+}
+
+/* Decodes a span by its Content-Transfer-Encoding into a new spill; *out spans the result. */
+static int decode_span(struct as2_ctx *c, const char *cte, const struct mft_span *in,
+                       struct mft_span *out)
+{
+    struct mft_spill *sp = new_spill(c);
+    if (!sp || mft_mime_decode_to(cte, in, sp, c->err) < 0 ||
+        mft_spill_finish(sp, &out->p, &out->len, c->err) < 0)
+        return -1;
     return 0;
 }
 
@@ -114,22 +143,13 @@ static int is_identity_cte(const char *cte)
 static int layer_body(struct as2_ctx *c, const struct layer *l, struct mft_span *out)
 {
     char cte[64] = "";
-    unsigned char *buf = NULL;
-    size_t len = 0;
-
     if (layer_header(c, l, "content-transfer-encoding", cte, sizeof(cte)) < 0)
         cte[0] = '\0';
     if (is_identity_cte(cte)) {
         *out = l->e.body;
         return 0;
     }
-    if (mft_mime_decode(cte, &l->e.body, &buf, &len, c->err) < 0)
-        return -1;
-    if (own(c, buf) < 0)
-        return -1;
-    out->p = buf;
-    out->len = len;
-    return 0;
+    return decode_span(c, cte, &l->e.body, out);
 }
 
 /* Some senders send base64 DER without saying so: DER starts 0x30, base64 of it "MI". */
@@ -137,15 +157,8 @@ static int maybe_base64_der(struct as2_ctx *c, struct mft_span *der)
 {
     if (der->len < 4 || der->p[0] != 'M' || der->p[1] != 'I')
         return 0;
-    unsigned char *buf = NULL;
-    size_t len = 0;
-    if (mft_mime_decode("base64", der, &buf, &len, c->err) < 0)
-        return -1;
-    if (own(c, buf) < 0)
-        return -1;
-    der->p = buf;
-    der->len = len;
-    return 0;
+    struct mft_span in = *der;
+    return decode_span(c, "base64", &in, der);
 }
 
 enum cms_kind { CMS_UNKNOWN, CMS_ENVELOPED, CMS_AUTH_ENVELOPED, CMS_COMPRESSED, CMS_SIGNED };
@@ -215,9 +228,15 @@ static int mic_set(struct as2_ctx *c, const char *micalg, const unsigned char *h
     int rc = -1;
 
     mic_choose(c, micalg, &ossl, &spelling);
-    if (!(alg = EVP_MD_fetch(NULL, ossl, NULL)) || !(mctx = EVP_MD_CTX_new()) ||
-        !EVP_DigestInit_ex(mctx, alg, NULL) || (hdr_len && !EVP_DigestUpdate(mctx, hdr, hdr_len)) ||
-        !EVP_DigestUpdate(mctx, data, len) || !EVP_DigestFinal_ex(mctx, md, &mdlen)) {
+    int ok = (alg = EVP_MD_fetch(NULL, ossl, NULL)) && (mctx = EVP_MD_CTX_new()) &&
+             EVP_DigestInit_ex(mctx, alg, NULL) &&
+             (!hdr_len || EVP_DigestUpdate(mctx, hdr, hdr_len));
+    for (size_t off = 0; ok && off < len; off += MFT_RELEASE_STEP) { /* pages released behind */
+        size_t n = len - off < MFT_RELEASE_STEP ? len - off : MFT_RELEASE_STEP;
+        ok = EVP_DigestUpdate(mctx, data + off, n);
+        mft_release(data + off, n);
+    }
+    if (!ok || !EVP_DigestFinal_ex(mctx, md, &mdlen)) {
         mft_err_set(c->err, MFT_E_INTERNAL, "cannot compute the MIC with %s", ossl);
         mft_err_openssl(c->err);
         goto out;
@@ -300,10 +319,7 @@ static int add_payload(struct as2_ctx *c, const struct layer *l)
         return -1;
     struct mft_as2_payload *pl = &res->payloads[res->n_payloads];
     memset(pl, 0, sizeof(*pl));
-    if (!(pl->data = malloc(body.len ? body.len : 1)))
-        return mft_err_set(c->err, MFT_E_NO_MEMORY, NULL);
-    if (body.len)
-        memcpy(pl->data, body.p, body.len);
+    pl->data = body.p ? body.p : (const unsigned char *)""; /* owned by the result */
     pl->len = body.len;
     res->n_payloads++;
     if (layer_header(c, l, "content-disposition", cd, sizeof(cd)) >= 0)
@@ -355,9 +371,8 @@ static int next_entity(struct as2_ctx *c, const unsigned char *buf, size_t len, 
 static int do_pkcs7_mime(struct as2_ctx *c, const struct layer *l, const struct mft_mime_value *ct,
                          struct layer *next)
 {
-    struct mft_span der;
-    unsigned char *out = NULL;
-    size_t out_len = 0;
+    struct mft_span der, out;
+    struct mft_spill *sp;
 
     if (layer_body(c, l, &der) < 0 || maybe_base64_der(c, &der) < 0)
         return -1;
@@ -365,17 +380,16 @@ static int do_pkcs7_mime(struct as2_ctx *c, const struct layer *l, const struct 
     if (kind == CMS_ENVELOPED || kind == CMS_AUTH_ENVELOPED) {
         struct mft_smime_decrypted d;
         c->res->is_encrypted = 1;
-        if (mft_smime_decrypt(der.p, der.len, c->st ? c->st->encryption : NULL,
-                              c->st ? c->st->n_encryption : 0, &d, c->err) < 0)
+        if (!(sp = new_spill(c)) ||
+            mft_smime_decrypt_to(der.p, der.len, c->st ? c->st->encryption : NULL,
+                                 c->st ? c->st->n_encryption : 0, sp, &d, c->err) < 0)
             return -1;
         if (!c->res->cipher[0])
             copy_str(c->res->cipher, sizeof(c->res->cipher), d.cipher);
-        out = d.data;
-        out_len = d.len;
     } else if (kind == CMS_COMPRESSED) {
         size_t max = c->req->max_inflated ? c->req->max_inflated : AS2_DEFAULT_MAX_INFLATED;
         c->res->is_compressed = 1;
-        if (mft_smime_uncompress(der.p, der.len, max, &out, &out_len, c->err) < 0)
+        if (!(sp = new_spill(c)) || mft_smime_uncompress_to(der.p, der.len, max, sp, c->err) < 0)
             return -1;
     } else if (kind == CMS_SIGNED) {
         const char *st = mft_mime_param(ct, "smime-type");
@@ -390,9 +404,9 @@ static int do_pkcs7_mime(struct as2_ctx *c, const struct layer *l, const struct 
                            "AuthEnvelopedData or CompressedData",
                            ct->token, st ? st : "none");
     }
-    if (own(c, out) < 0)
+    if (mft_spill_finish(sp, &out.p, &out.len, c->err) < 0)
         return -1;
-    return next_entity(c, out, out_len, next);
+    return next_entity(c, out.p, out.len, next);
 }
 
 static int do_signed(struct as2_ctx *c, const struct layer *l, const struct mft_mime_value *ct,
@@ -520,13 +534,9 @@ int mft_as2_receive(const struct mft_as2_request *req, const struct mft_station 
     rc = 0;
 out:
     if (rc < 0) { /* nothing unverified leaves this function */
-        for (size_t i = 0; i < res->n_payloads; i++)
-            free(res->payloads[i].data);
         memset(res->payloads, 0, sizeof(res->payloads));
         res->n_payloads = 0;
     }
-    for (size_t i = 0; i < c.n_owned; i++)
-        free(c.owned[i]);
     return rc;
 }
 
@@ -534,8 +544,11 @@ void mft_as2_result_free(struct mft_as2_result *res)
 {
     if (!res)
         return;
-    for (size_t i = 0; i < res->n_payloads && i < MFT_AS2_MAX_PAYLOADS; i++)
-        free(res->payloads[i].data);
+    if (res->spills) {
+        for (size_t i = 0; i < res->spills->n; i++)
+            mft_spill_free(&res->spills->s[i]);
+        free(res->spills);
+    }
     memset(res, 0, sizeof(*res));
 }
 

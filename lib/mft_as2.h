@@ -19,6 +19,8 @@
 
 #include <stddef.h>
 
+struct mft_as2_spills;
+
 #define MFT_AS2_MAX_LAYERS 6
 #define MFT_AS2_MAX_PAYLOADS 16
 
@@ -30,10 +32,19 @@ struct mft_as2_request {
     const unsigned char *body;
     size_t body_len;
     size_t max_inflated; /* bound on decompressed size */
+    /* Large intermediate layers (decrypted, inflated, transfer-decoded) go to
+     * unlinked temporary files in spill_dir once they pass spill_threshold
+     * bytes (0 = MFT_AS2_SPILL_DEFAULT), so memory stays bounded whatever the
+     * message size; NULL keeps everything in memory. */
+    const char *spill_dir;
+    size_t spill_threshold;
 };
 
+#define MFT_AS2_SPILL_DEFAULT ((size_t)4 << 20)
+
 struct mft_as2_payload {
-    unsigned char *data; /* malloc'd, decoded bytes as the partner sent them */
+    const unsigned char *data; /* decoded bytes as the partner sent them, owned by the
+                                  result (the request body, memory or a mapped file) */
     size_t len;
     char filename[256];     /* from the part's Content-Disposition, else the HTTP one, else "" */
     char content_type[256]; /* the payload's Content-Type, as given */
@@ -49,6 +60,7 @@ struct mft_as2_result {
     char receipt_micalg[16]; /* OpenSSL digest name for signing the MDN ("SHA256") */
     struct mft_as2_payload payloads[MFT_AS2_MAX_PAYLOADS];
     size_t n_payloads;
+    struct mft_as2_spills *spills; /* what the layers and payloads live in */
 };
 
 /*

@@ -5,9 +5,9 @@
  * the caller's buffer; mft_mime_split() cuts a multipart body at its delimiter
  * lines (RFC 2046 §5.1.1: the line break before a delimiter belongs to the
  * delimiter, so a part ends before it); mft_mime_parse_value() reads
- * structured header values into small fixed-size records; mft_mime_decode()
- * undoes a Content-Transfer-Encoding into a malloc'd buffer (the only
- * allocation here, owned by the caller).
+ * structured header values into small fixed-size records; mft_mime_decode_to()
+ * undoes a Content-Transfer-Encoding into a spill (memory, or a temporary file
+ * for a large body), chunk by chunk; mft_mime_decode() into a malloc'd buffer.
  *
  * Every function is linear in its input and bounded by the MFT_MIME_MAX_*
  * limits of mft_mime.h: input beyond a limit is an error, never a silent cut.
@@ -16,12 +16,15 @@
  */
 #include "mft_mime.h"
 
+#include "mft_spill.h"
+
 #include <stdint.h>
 #include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MIME_MAX_BOUNDARY 256 /* RFC 2046 says 70; some senders exceed it */
+#define MIME_MAX_HEADER_LINE ((size_t)64 << 10)
 
 static int is_blank(unsigned char c)
 {
@@ -54,6 +57,18 @@ static size_t line_end(const unsigned char *buf, size_t len, size_t pos)
 {
     const unsigned char *lf = memchr(buf + pos, '\n', len - pos);
     return lf ? (size_t)(lf - buf) : len;
+}
+
+/* The same for a header line, looking no further than MIME_MAX_HEADER_LINE:
+ * SIZE_MAX when the line is longer (then it is not a header, and a gigabyte
+ * of content without line breaks is not scanned for one). */
+static size_t header_line_end(const unsigned char *buf, size_t len, size_t pos)
+{
+    size_t n = len - pos > MIME_MAX_HEADER_LINE ? MIME_MAX_HEADER_LINE : len - pos;
+    const unsigned char *lf = memchr(buf + pos, '\n', n);
+    if (lf)
+        return (size_t)(lf - buf);
+    return n < len - pos ? SIZE_MAX : len;
 }
 
 /* Length of the line content [pos, eol) without a trailing CR. */
@@ -100,7 +115,9 @@ int mft_mime_parse(const unsigned char *buf, size_t len, int allow_headerless,
     size_t pos = 0;
     struct mft_mime_header *cur = NULL;
     while (pos < len) {
-        size_t eol = line_end(buf, len, pos);
+        size_t eol = header_line_end(buf, len, pos);
+        if (eol == SIZE_MAX)
+            goto not_header;
         size_t n = line_content_len(buf, pos, eol);
         size_t next = eol < len ? eol + 1 : len;
         const unsigned char *line = buf + pos;
@@ -364,18 +381,29 @@ static int delimiter_at(const unsigned char *buf, size_t len, size_t d, size_t b
     return 0;
 }
 
-/* Next delimiter line at or after `from` (at a line start); -1 when none. */
+/*
+ * Next delimiter line at or after `from` (at a line start); -1 when none.
+ * Searches a window at a time and releases the pages it has passed (a part
+ * may be gigabytes long; see mft_spill.h).
+ */
 static int find_delimiter(const unsigned char *buf, size_t len, size_t from, const char *dash,
                           size_t blen, size_t *d, int *is_close, size_t *after)
 {
     size_t dlen = blen + 2;
-    size_t pos = from;
+    size_t pos = from, released = from;
     while (pos < len) {
         if (len - pos < dlen)
             return -1;
-        const unsigned char *hit = memmem(buf + pos, len - pos, dash, dlen);
-        if (!hit)
-            return -1;
+        size_t win = len - pos > MFT_RELEASE_STEP + dlen ? MFT_RELEASE_STEP + dlen : len - pos;
+        const unsigned char *hit = memmem(buf + pos, win, dash, dlen);
+        if (!hit) {
+            if (win < MFT_RELEASE_STEP + dlen)
+                return -1;
+            pos += MFT_RELEASE_STEP + 1; /* a match may still start in the last dlen - 1 bytes */
+            mft_release(buf + released, pos - released);
+            released = pos;
+            continue;
+        }
         size_t h = (size_t)(hit - buf);
         if ((h == 0 || buf[h - 1] == '\n') && delimiter_at(buf, len, h, blen, is_close, after)) {
             *d = h;
@@ -460,36 +488,40 @@ static int b64_val(unsigned char c)
     return -1;
 }
 
-static int decode_base64(const struct mft_span *in, unsigned char *out, size_t *out_len,
-                         struct mft_err *err)
+/* base64 decoder state, kept across chunks of input */
+struct b64 {
+    uint32_t acc;
+    int nbits, quad, padded;
+    size_t seen; /* input bytes consumed so far (for error offsets) */
+};
+
+static int decode_base64(struct b64 *st, const unsigned char *in, size_t len, unsigned char *out,
+                         size_t *out_len, struct mft_err *err)
 {
-    uint32_t acc = 0;
-    int nbits = 0, quad = 0, padded = 0;
     size_t o = 0;
-    for (size_t i = 0; i < in->len; i++) {
-        unsigned char c = in->p[i];
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = in[i];
         if (is_space(c))
             continue;
         if (c == '=') {
-            padded = 1;
+            st->padded = 1;
             continue;
         }
         int v = b64_val(c);
-        if (v < 0 || padded) {
+        if (v < 0 || st->padded) {
             mft_err_set(err, MFT_E_MALFORMED_MESSAGE, "base64 body has an invalid character");
-            return mft_err_detail(err, "byte 0x%02x at offset %zu", c, i);
+            return mft_err_detail(err, "byte 0x%02x at offset %zu", c, st->seen + i);
         }
-        acc = (acc << 6) | (uint32_t)v;
-        nbits += 6;
-        quad = (quad + 1) & 3;
-        if (nbits >= 8) {
-            nbits -= 8;
-            out[o++] = (unsigned char)(acc >> nbits);
-            acc &= (1u << nbits) - 1;
+        st->acc = (st->acc << 6) | (uint32_t)v;
+        st->nbits += 6;
+        st->quad = (st->quad + 1) & 3;
+        if (st->nbits >= 8) {
+            st->nbits -= 8;
+            out[o++] = (unsigned char)(st->acc >> st->nbits);
+            st->acc &= (1u << st->nbits) - 1;
         }
     }
-    if (quad == 1)
-        return mft_err_set(err, MFT_E_MALFORMED_MESSAGE, "base64 body is truncated");
+    st->seen += len;
     *out_len = o;
     return 0;
 }
@@ -505,10 +537,9 @@ static int hex_val(unsigned char c)
 }
 
 /* Quoted-printable (RFC 2045 §6.7): soft line breaks, =XX, trailing blanks dropped. */
-static void decode_qp(const struct mft_span *in, unsigned char *out, size_t *out_len)
+static void decode_qp(const unsigned char *p, size_t n, unsigned char *out, size_t *out_len)
 {
-    const unsigned char *p = in->p;
-    size_t n = in->len, o = 0, keep = 0;
+    size_t o = 0, keep = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = p[i];
         if (c == '=') {
@@ -555,18 +586,15 @@ static void decode_qp(const struct mft_span *in, unsigned char *out, size_t *out
     *out_len = o;
 }
 
-int mft_mime_decode(const char *cte, const struct mft_span *in, unsigned char **out,
-                    size_t *out_len, struct mft_err *err)
+/* Input is decoded in chunks of this size (quoted-printable: up to a line end). */
+#define DECODE_CHUNK ((size_t)64 << 10)
+#define QP_MAX_LINE ((size_t)1 << 20)
+
+enum cte { CTE_IDENTITY, CTE_BASE64, CTE_QP };
+
+static int cte_of(const char *cte, enum cte *out, struct mft_err *err)
 {
     char name[32];
-    unsigned char *buf = NULL;
-    size_t n = 0;
-    int rc = -1;
-
-    if (!out || !out_len || !in || (!in->p && in->len > 0))
-        return mft_err_set(err, MFT_E_INTERNAL, "mft_mime_decode: bad arguments");
-    *out = NULL;
-    *out_len = 0;
     const char *s = cte ? cte : "";
     while (is_space((unsigned char)*s))
         s++;
@@ -575,33 +603,95 @@ int mft_mime_decode(const char *cte, const struct mft_span *in, unsigned char **
         sl--;
     if (copy_lower(name, sizeof(name), s, sl) < 0) {
         mft_err_set(err, MFT_E_MALFORMED_MESSAGE, "unknown Content-Transfer-Encoding");
-        mft_err_detail(err, "value of %zu bytes", sl);
-        goto out;
-    }
-    buf = malloc(in->len > 0 ? in->len : 1);
-    if (!buf) {
-        mft_err_set(err, MFT_E_NO_MEMORY, "cannot allocate %zu bytes to decode a body", in->len);
-        goto out;
+        return mft_err_detail(err, "value of %zu bytes", sl);
     }
     if (name[0] == '\0' || strcmp(name, "7bit") == 0 || strcmp(name, "8bit") == 0 ||
-        strcmp(name, "binary") == 0) {
-        if (in->len > 0)
-            memcpy(buf, in->p, in->len);
-        n = in->len;
-    } else if (strcmp(name, "base64") == 0) {
-        if (decode_base64(in, buf, &n, err) < 0)
+        strcmp(name, "binary") == 0)
+        *out = CTE_IDENTITY;
+    else if (strcmp(name, "base64") == 0)
+        *out = CTE_BASE64;
+    else if (strcmp(name, "quoted-printable") == 0)
+        *out = CTE_QP;
+    else
+        return mft_err_set(err, MFT_E_MALFORMED_MESSAGE, "unknown Content-Transfer-Encoding \"%s\"",
+                           name);
+    return 0;
+}
+
+/* End of the next quoted-printable chunk from pos: just after a line end, so
+ * each chunk decodes alone exactly as the whole would (QP is line-oriented). */
+static size_t qp_chunk_end(const unsigned char *p, size_t n, size_t pos)
+{
+    if (n - pos <= DECODE_CHUNK)
+        return n;
+    size_t lim = n - pos > QP_MAX_LINE ? pos + QP_MAX_LINE : n;
+    const unsigned char *nl = memchr(p + pos + DECODE_CHUNK, '\n', lim - pos - DECODE_CHUNK);
+    return nl ? (size_t)(nl - p) + 1 : lim; /* a longer "line" is not QP anyway */
+}
+
+int mft_mime_decode_to(const char *cte, const struct mft_span *in, struct mft_spill *out,
+                       struct mft_err *err)
+{
+    enum cte kind = CTE_IDENTITY;
+    struct b64 st = {0};
+    unsigned char *buf = NULL;
+    size_t pos = 0, released = 0;
+    int rc = -1;
+
+    if (!out || !in || (!in->p && in->len > 0))
+        return mft_err_set(err, MFT_E_INTERNAL, "mft_mime_decode: bad arguments");
+    if (cte_of(cte, &kind, err) < 0)
+        return -1;
+    if (kind == CTE_IDENTITY)
+        return mft_spill_write(out, in->p, in->len, err);
+    /* decoded output is never longer than its input chunk */
+    if (!(buf = malloc(in->len < QP_MAX_LINE + DECODE_CHUNK ? in->len + 1
+                                                            : QP_MAX_LINE + DECODE_CHUNK)))
+        return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+    while (pos < in->len) {
+        size_t end = kind == CTE_QP ? qp_chunk_end(in->p, in->len, pos)
+                                    : (in->len - pos > DECODE_CHUNK ? pos + DECODE_CHUNK : in->len);
+        size_t n = 0;
+        if (kind == CTE_BASE64) {
+            if (decode_base64(&st, in->p + pos, end - pos, buf, &n, err) < 0)
+                goto out;
+        } else {
+            decode_qp(in->p + pos, end - pos, buf, &n);
+        }
+        if (mft_spill_write(out, buf, n, err) < 0)
             goto out;
-    } else if (strcmp(name, "quoted-printable") == 0) {
-        decode_qp(in, buf, &n);
-    } else {
-        mft_err_set(err, MFT_E_MALFORMED_MESSAGE, "unknown Content-Transfer-Encoding \"%s\"", name);
+        pos = end;
+        if (pos - released >= MFT_RELEASE_STEP) {
+            mft_release(in->p + released, pos - released);
+            released = pos;
+        }
+    }
+    if (kind == CTE_BASE64 && st.quad == 1) {
+        mft_err_set(err, MFT_E_MALFORMED_MESSAGE, "base64 body is truncated");
         goto out;
     }
-    *out = buf;
-    *out_len = n;
-    buf = NULL;
     rc = 0;
 out:
     free(buf);
     return rc;
+}
+
+int mft_mime_decode(const char *cte, const struct mft_span *in, unsigned char **out,
+                    size_t *out_len, struct mft_err *err)
+{
+    struct mft_spill sp;
+    if (!out || !out_len)
+        return mft_err_set(err, MFT_E_INTERNAL, "mft_mime_decode: bad arguments");
+    *out = NULL;
+    *out_len = 0;
+    mft_spill_init(&sp, NULL, 0);
+    if (mft_mime_decode_to(cte, in, &sp, err) < 0) {
+        mft_spill_free(&sp);
+        return -1;
+    }
+    if (!(*out = mft_spill_take(&sp, out_len))) {
+        mft_spill_free(&sp);
+        return mft_err_set(err, MFT_E_NO_MEMORY, "cannot allocate a decoded body");
+    }
+    return 0;
 }

@@ -102,4 +102,13 @@ int mft_mime_split(const struct mft_span *body, const char *boundary, struct mft
 int mft_mime_decode(const char *cte, const struct mft_span *in, unsigned char **out,
                     size_t *out_len, struct mft_err *err);
 
+/*
+ * The same, appending the decoded bytes to a spill (mft_spill.h) chunk by
+ * chunk, so memory stays bounded whatever the size; releases the input's pages
+ * behind it. Returns 0 or -1.
+ */
+struct mft_spill;
+int mft_mime_decode_to(const char *cte, const struct mft_span *in, struct mft_spill *out,
+                       struct mft_err *err);
+
 #endif

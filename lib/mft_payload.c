@@ -6,6 +6,8 @@
  */
 #include "mft_payload.h"
 
+#include "mft_spill.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +23,7 @@
 
 struct mft_payload_store {
     char dir[PATH_MAX];
+    char tmp_dir[PATH_MAX + 8];
 };
 
 struct mft_payload_writer {
@@ -67,7 +70,7 @@ static int mkdir_p(const char *path)
 int mft_payload_open(const char *dir, struct mft_payload_store **out, struct mft_err *err)
 {
     struct mft_payload_store *ps = calloc(1, sizeof(*ps));
-    char tmp[PATH_MAX + 8];
+    char *tmp = ps ? ps->tmp_dir : NULL;
     if (!ps)
         return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
     if (strlen(dir) > 2048 || mkdir_p(dir) < 0 || !realpath(dir, ps->dir) ||
@@ -76,7 +79,7 @@ int mft_payload_open(const char *dir, struct mft_payload_store **out, struct mft
         free(ps);
         return -1;
     }
-    snprintf(tmp, sizeof(tmp), "%s/.tmp", ps->dir);
+    snprintf(tmp, sizeof(ps->tmp_dir), "%s/.tmp", ps->dir);
     if (mkdir_p(tmp) < 0) {
         storage_err(err, "cannot create", tmp);
         free(ps);
@@ -134,10 +137,16 @@ int mft_payload_begin(struct mft_payload_store *ps, const char *uuid, const char
 int mft_payload_write(struct mft_payload_writer *w, const void *data, size_t len,
                       struct mft_err *err)
 {
-    const unsigned char *p = data;
-    EVP_DigestUpdate(w->md, data, len);
+    const unsigned char *p = data, *released = data, *hashed = data;
     while (len > 0) {
-        ssize_t n = write(w->fd, p, len);
+        /* a step at a time: a large payload lives in a mapping whose pages
+         * are released once hashed and written (mft_spill.h) */
+        size_t step = len < MFT_RELEASE_STEP ? len : MFT_RELEASE_STEP;
+        if (p + step > hashed) {
+            EVP_DigestUpdate(w->md, hashed, (size_t)(p + step - hashed));
+            hashed = p + step;
+        }
+        ssize_t n = write(w->fd, p, step);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -145,6 +154,10 @@ int mft_payload_write(struct mft_payload_writer *w, const void *data, size_t len
         p += n;
         len -= (size_t)n;
         w->size += (unsigned long long)n;
+        if ((size_t)(p - released) >= MFT_RELEASE_STEP || len == 0) {
+            mft_release(released, (size_t)(p - released));
+            released = p;
+        }
     }
     return 0;
 }
@@ -212,8 +225,22 @@ int mft_payload_map(struct mft_payload_writer *w, const unsigned char **ptr, siz
     void *m = mmap(NULL, (size_t)w->size, PROT_READ, MAP_PRIVATE, w->fd, 0);
     if (m == MAP_FAILED)
         return storage_err(err, "cannot map", w->tmp);
+    mft_map_register(m, (size_t)w->size);
     *ptr = m;
     return 0;
+}
+
+void mft_payload_unmap(const unsigned char *ptr, size_t len)
+{
+    if (!ptr)
+        return;
+    mft_map_unregister(ptr);
+    munmap((void *)ptr, len);
+}
+
+const char *mft_payload_tmp_dir(const struct mft_payload_store *ps)
+{
+    return ps->tmp_dir;
 }
 
 unsigned long long mft_payload_size(const struct mft_payload_writer *w)

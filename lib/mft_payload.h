@@ -39,9 +39,14 @@ int mft_payload_write(struct mft_payload_writer *w, const void *data, size_t len
 int mft_payload_commit(struct mft_payload_writer *w, struct mft_payload_ref *ref,
                        struct mft_err *err);
 /* Maps what was written so far (read-only) for processing; *ptr is NULL for an
- * empty file. Unmap with munmap(ptr, len). Returns 0 or -1. */
+ * empty file. The mapping is registered with mft_spill, so walks over it may
+ * release its pages (mft_release). Unmap with mft_payload_unmap. Returns 0 or -1. */
 int mft_payload_map(struct mft_payload_writer *w, const unsigned char **ptr, size_t *len,
                     struct mft_err *err);
+void mft_payload_unmap(const unsigned char *ptr, size_t len);
+
+/* The store's directory for temporaries ("<dir>/.tmp"), same file system. */
+const char *mft_payload_tmp_dir(const struct mft_payload_store *ps);
 
 /* Bytes written so far. */
 unsigned long long mft_payload_size(const struct mft_payload_writer *w);

@@ -5,15 +5,26 @@
  * trusted signer certificate, sign detached (MDNs), and unwrap RFC 3274
  * CompressedData with zlib (Debian's OpenSSL is built without zlib).
  *
- * The content-encryption and compression algorithms are read with a small
- * bounded BER walker (OpenSSL has no public accessor for them), so refused
+ * The content-encryption and compression algorithms are read with the bounded
+ * BER walker of mft_ber (OpenSSL has no public accessor for them), so refused
  * algorithms (RC2, RC4, DES...) are named before any key is used.
  *
+ * Large messages: decryption and decompression read their input in place,
+ * chunk by chunk (mft_ber), and write into a spill (mft_spill), so neither
+ * the ciphertext nor the plaintext is ever held whole; OpenSSL parses only a
+ * small skeleton of the EnvelopedData (everything but the encrypted content,
+ * which it reads as detached content). Verification reads the signed bytes
+ * through the same in-place BIO.
+ *
  * Callers: mft_as2 (receive), the MDN code (sign / verify). Keys and
- * certificates are borrowed; every output buffer is malloc'd and owned by the
- * caller. No shared state: thread-safe as OpenSSL 3 itself.
+ * certificates are borrowed; outputs are malloc'd (or a caller's spill).
+ * No shared state: thread-safe as OpenSSL 3 itself.
  */
 #include "mft_smime.h"
+
+#include "mft_ber.h"
+#include "mft_buf.h"
+#include "mft_spill.h"
 
 #include <openssl/bn.h>
 #include <openssl/cms.h>
@@ -101,144 +112,22 @@ out:
     return rc;
 }
 
-/* ---- a bounded BER walker (definite and indefinite lengths) -------------- */
+/* ---- OIDs ------------------------------------------------------------------- */
 
-#define BER_MAX_DEPTH 32
-
-struct ber_tlv {
-    unsigned char id;         /* first identifier octet */
-    const unsigned char *raw; /* identifier octet onwards */
-    const unsigned char *content;
-    size_t content_len; /* excludes the end-of-contents octets */
-    size_t total;       /* identifier + length + content (+ EOC) */
-};
-
-static int ber_read(const unsigned char *p, size_t len, struct ber_tlv *t, int depth)
+/* Decodes the OID TLV raw/rl (caller frees), or NULL. */
+static ASN1_OBJECT *oid_of(const unsigned char *raw, size_t rl)
 {
-    size_t i = 1, clen = 0;
-
-    if (depth > BER_MAX_DEPTH || len < 2)
-        return -1;
-    t->id = p[0];
-    t->raw = p;
-    if ((p[0] & 0x1f) == 0x1f) { /* high tag number form */
-        int n = 0;
-        while (i < len && (p[i] & 0x80)) {
-            if (++n > 4)
-                return -1;
-            i++;
-        }
-        i++;
-    }
-    if (i >= len)
-        return -1;
-    unsigned char l = p[i++];
-    if (l == 0x80) { /* indefinite: constructed only; children up to EOC */
-        if (!(t->id & 0x20))
-            return -1;
-        size_t off = i;
-        for (;;) {
-            if (len - off < 2)
-                return -1;
-            if (p[off] == 0 && p[off + 1] == 0)
-                break;
-            struct ber_tlv child;
-            if (ber_read(p + off, len - off, &child, depth + 1) < 0)
-                return -1;
-            off += child.total;
-        }
-        t->content = p + i;
-        t->content_len = off - i;
-        t->total = off + 2;
-        return 0;
-    }
-    if (l < 0x80) {
-        clen = l;
-    } else {
-        size_t n = l & 0x7f;
-        if (n > 4 || n == 0 || len - i < n)
-            return -1;
-        for (size_t k = 0; k < n; k++)
-            clen = (clen << 8) | p[i++];
-    }
-    if (clen > len - i)
-        return -1;
-    t->content = p + i;
-    t->content_len = clen;
-    t->total = i + clen;
-    return 0;
+    return raw ? d2i_ASN1_OBJECT(NULL, &raw, (long)rl) : NULL;
 }
 
-/* Reads the child TLV at *off inside parent's content; advances *off. */
-static int ber_next(const struct ber_tlv *parent, size_t *off, struct ber_tlv *child)
+/* The NID of the OID TLV raw/rl, NID_undef when it is not one. */
+static int oid_nid(const unsigned char *raw, size_t rl)
 {
-    if (*off >= parent->content_len)
-        return -1;
-    if (ber_read(parent->content + *off, parent->content_len - *off, child, 1) < 0)
-        return -1;
-    *off += child->total;
-    return 0;
+    ASN1_OBJECT *o = oid_of(raw, rl);
+    int nid = o ? OBJ_obj2nid(o) : NID_undef;
+    ASN1_OBJECT_free(o);
+    return nid;
 }
-
-/* Converts an OID TLV to an ASN1_OBJECT (caller frees), or NULL. */
-static ASN1_OBJECT *ber_oid(const struct ber_tlv *t)
-{
-    const unsigned char *p = t->raw;
-    if (t->id != 0x06)
-        return NULL;
-    return d2i_ASN1_OBJECT(NULL, &p, (long)t->total);
-}
-
-/*
- * Finds the AlgorithmIdentifier OID of the content-encryption algorithm of an
- * (Auth)EnvelopedData, or of the compression algorithm of a CompressedData.
- * ContentInfo ::= SEQ { OID, [0] EXPLICIT inner SEQ { ... } }.
- */
-static ASN1_OBJECT *cms_inner_alg(const unsigned char *der, size_t len, int compressed)
-{
-    struct ber_tlv ci, oid, c0, inner, x;
-    size_t off = 0, ioff = 0;
-
-    if (ber_read(der, len, &ci, 0) < 0 || ci.id != 0x30)
-        return NULL;
-    if (ber_next(&ci, &off, &oid) < 0 || oid.id != 0x06)
-        return NULL;
-    if (ber_next(&ci, &off, &c0) < 0 || c0.id != 0xa0)
-        return NULL;
-    if (ber_next(&c0, &ioff, &inner) < 0 || inner.id != 0x30)
-        return NULL;
-    off = 0;
-    if (ber_next(&inner, &off, &x) < 0 || x.id != 0x02) /* version */
-        return NULL;
-    if (compressed) {
-        /* CompressedData: version, compressionAlgorithm, encapContentInfo */
-        struct ber_tlv alg, aoid;
-        size_t aoff = 0;
-        if (ber_next(&inner, &off, &alg) < 0 || alg.id != 0x30)
-            return NULL;
-        if (ber_next(&alg, &aoff, &aoid) < 0)
-            return NULL;
-        return ber_oid(&aoid);
-    }
-    /* version, [0] originatorInfo OPTIONAL, recipientInfos SET, (auth)encryptedContentInfo */
-    do {
-        if (ber_next(&inner, &off, &x) < 0)
-            return NULL;
-    } while (x.id == 0xa0 || x.id == 0x31);
-    if (x.id != 0x30)
-        return NULL;
-    struct ber_tlv ctype, alg, aoid;
-    size_t eoff = 0, aoff = 0;
-    if (ber_next(&x, &eoff, &ctype) < 0 || ctype.id != 0x06)
-        return NULL;
-    if (ber_next(&x, &eoff, &alg) < 0 || alg.id != 0x30)
-        return NULL;
-    if (ber_next(&alg, &aoff, &aoid) < 0)
-        return NULL;
-    return ber_oid(&aoid);
-}
-
-/* ---- helpers ------------------------------------------------------------ */
 
 static void name_str(const X509_NAME *name, char *out, size_t outlen)
 {
@@ -326,23 +215,6 @@ static void openssl_detail(struct mft_err *err, int *content_mismatch)
     }
 }
 
-/* Copies a memory BIO into a fresh malloc'd buffer (at least 1 byte allocated). */
-static int bio_take(BIO *b, unsigned char **out, size_t *out_len)
-{
-    char *p = NULL;
-    long n = BIO_get_mem_data(b, &p);
-    if (n < 0)
-        return -1;
-    *out = malloc((size_t)n + 1);
-    if (!*out)
-        return -1;
-    if (n > 0)
-        memcpy(*out, p, (size_t)n);
-    (*out)[n] = '\0';
-    *out_len = (size_t)n;
-    return 0;
-}
-
 static CMS_ContentInfo *cms_parse(const unsigned char *der, size_t len, struct mft_err *err)
 {
     const unsigned char *p = der;
@@ -379,30 +251,150 @@ static const struct {
     {NID_des_cbc, "des-cbc", 0},
 };
 
+/*
+ * Splits a large (Auth)EnvelopedData: everything but the encryptedContent is
+ * copied into a small DER skeleton (*skel) for OpenSSL to parse (recipients,
+ * algorithms, the GCM tag), and *ec_off is where the encryptedContent starts,
+ * to be read in place. The encryptedContent is walked once here (releasing
+ * its pages) to reach what follows it.
+ */
+static int envelope_split(const unsigned char *der, size_t len, struct mft_buf *skel,
+                          size_t *ec_off, ASN1_OBJECT **calg, struct mft_err *err)
+{
+    struct mft_ber_cursor ci, c0, env, eci;
+    struct mft_ber_head h;
+    struct mft_buf env_body = {0}, eci_body = {0};
+    const unsigned char *raw, *oid_raw = NULL;
+    size_t rl, oid_len = 0;
+    unsigned char hb[10];
+    int r, seen_set = 0, found = 0, rc = -1;
+
+    *ec_off = 0;
+    *calg = NULL;
+    if (mft_ber_open(&ci, der, len, 0, 0x30) < 0 || mft_ber_more(&ci, &h) != 1 || h.id != 0x06 ||
+        mft_ber_skip(&ci, &h, &oid_raw, &oid_len) < 0)
+        goto bad;
+    int nid = oid_nid(oid_raw, oid_len);
+    if (nid != NID_pkcs7_enveloped && nid != NID_id_smime_ct_authEnvelopedData) {
+        mft_err_set(err, MFT_E_MALFORMED_MESSAGE,
+                    "the encrypted part is a CMS %s, not EnvelopedData",
+                    nid == NID_undef ? "structure of unknown type" : OBJ_nid2sn(nid));
+        goto out;
+    }
+    if (mft_ber_more(&ci, &h) != 1 || mft_ber_open(&c0, der, len, ci.off, 0xa0) < 0 ||
+        mft_ber_more(&c0, &h) != 1 || mft_ber_open(&env, der, len, c0.off, 0x30) < 0)
+        goto bad;
+    while ((r = mft_ber_more(&env, &h)) == 1) {
+        if (found || h.id != 0x30 || !seen_set) { /* version, originatorInfo, attrs, mac */
+            seen_set |= h.id == 0x31;             /* recipientInfos */
+            if (mft_ber_skip(&env, &h, &raw, &rl) < 0)
+                goto bad;
+            mft_buf_add(&env_body, raw, rl);
+            continue;
+        }
+        /* (auth)encryptedContentInfo: contentType, contentEncryptionAlgorithm, [0] content */
+        if (mft_ber_open(&eci, der, len, env.off, 0x30) < 0)
+            goto bad;
+        for (int i = 0; i < 2; i++) {
+            if (mft_ber_more(&eci, &h) != 1 || h.id != (i == 0 ? 0x06 : 0x30) ||
+                mft_ber_skip(&eci, &h, &raw, &rl) < 0)
+                goto bad;
+            mft_buf_add(&eci_body, raw, rl);
+        }
+        /* contentEncryptionAlgorithm SEQ { OID, params }: named before any key is used */
+        struct mft_ber_cursor alg;
+        const unsigned char *araw;
+        size_t arl;
+        if (mft_ber_open(&alg, raw, rl, 0, 0x30) < 0 || mft_ber_more(&alg, &h) != 1 ||
+            h.id != 0x06 || mft_ber_skip(&alg, &h, &araw, &arl) < 0 || !(*calg = oid_of(araw, arl)))
+            goto bad;
+        if ((r = mft_ber_more(&eci, &h)) < 0)
+            goto bad;
+        if (r == 0 || (h.id != 0x80 && h.id != 0xa0)) {
+            mft_err_set(err, MFT_E_MALFORMED_MESSAGE,
+                        "the EnvelopedData carries no encrypted content (detached content is "
+                        "not used by AS2)");
+            goto out;
+        }
+        *ec_off = eci.off;
+        struct mft_ber_octets o;
+        const unsigned char *p;
+        long n;
+        if (mft_ber_octets_begin(&o, der, len, eci.off) < 0)
+            goto bad;
+        while ((n = mft_ber_octets_next(&o, &p, (size_t)-1)) > 0)
+            ;
+        eci.off = o.off;
+        if (n < 0 || mft_ber_more(&eci, &h) != 0)
+            goto bad;
+        env.off = eci.off;
+        mft_buf_add(&env_body, hb, mft_ber_der_header(0x30, eci_body.len, hb));
+        mft_buf_add(&env_body, eci_body.p, eci_body.len);
+        found = 1;
+    }
+    if (r < 0 || !found || !env_body.p)
+        goto bad;
+    /* ContentInfo { contentType, [0] { (Auth)EnvelopedData } }, in DER lengths */
+    size_t env_len = mft_ber_der_header(0x30, env_body.len, hb) + env_body.len;
+    size_t c0_len = mft_ber_der_header(0xa0, env_len, hb) + env_len;
+    mft_buf_add(skel, hb, mft_ber_der_header(0x30, oid_len + c0_len, hb));
+    mft_buf_add(skel, oid_raw, oid_len);
+    mft_buf_add(skel, hb, mft_ber_der_header(0xa0, env_len, hb));
+    mft_buf_add(skel, hb, mft_ber_der_header(0x30, env_body.len, hb));
+    mft_buf_add(skel, env_body.p, env_body.len);
+    if (!skel->p || skel->oom) {
+        mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+        goto out;
+    }
+    rc = 0;
+    goto out;
+bad:
+    mft_err_set(err, MFT_E_MALFORMED_MESSAGE, "the S/MIME content is not a valid CMS structure");
+    mft_err_detail(err, "malformed or truncated (Auth)EnvelopedData");
+out:
+    if (rc < 0) {
+        ASN1_OBJECT_free(*calg);
+        *calg = NULL;
+    }
+    mft_buf_free(&env_body);
+    mft_buf_free(&eci_body);
+    return rc;
+}
+
 int mft_smime_decrypt(const unsigned char *der, size_t len, const struct mft_keypair *keys,
                       size_t n_keys, struct mft_smime_decrypted *out, struct mft_err *err)
 {
+    struct mft_spill sp;
+    mft_spill_init(&sp, NULL, 0);
+    int rc = mft_smime_decrypt_to(der, len, keys, n_keys, &sp, out, err);
+    if (rc == 0 && !(out->data = mft_spill_take(&sp, &out->len)))
+        rc = mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+    mft_spill_free(&sp);
+    return rc;
+}
+
+int mft_smime_decrypt_to(const unsigned char *der, size_t len, const struct mft_keypair *keys,
+                         size_t n_keys, struct mft_spill *plain, struct mft_smime_decrypted *out,
+                         struct mft_err *err)
+{
     CMS_ContentInfo *cms = NULL;
     ASN1_OBJECT *calg = NULL;
-    BIO *bout = NULL;
+    BIO *bout = NULL, *dcont = NULL;
+    struct mft_buf skel = {0};
+    struct mft_ber_octets o;
+    size_t ec_off;
     char recips[640] = "", ours[640] = "", tmp[400];
     const char *cname = NULL;
     int allowed = 0, matched = 0, tried = 0, rc = -1;
 
     memset(out, 0, sizeof(*out));
-    if (!(cms = cms_parse(der, len, err)))
-        goto out;
-    int nid = OBJ_obj2nid(CMS_get0_type(cms));
-    if (nid != NID_pkcs7_enveloped && nid != NID_id_smime_ct_authEnvelopedData) {
-        mft_err_set(err, MFT_E_MALFORMED_MESSAGE,
-                    "the encrypted part is a CMS %s, not EnvelopedData", OBJ_nid2sn(nid));
+    if (!der || len == 0 || envelope_split(der, len, &skel, &ec_off, &calg, err) < 0) {
+        if (!der || len == 0)
+            mft_err_set(err, MFT_E_MALFORMED_MESSAGE, "the CMS structure is empty");
         goto out;
     }
-    if (!(calg = cms_inner_alg(der, len, 0))) {
-        mft_err_set(err, MFT_E_MALFORMED_MESSAGE,
-                    "cannot read the content-encryption algorithm of the EnvelopedData");
+    if (!(cms = cms_parse(skel.p, skel.len, err)))
         goto out;
-    }
     int cnid = OBJ_obj2nid(calg);
     for (size_t i = 0; i < sizeof(ciphers) / sizeof(ciphers[0]); i++)
         if (ciphers[i].nid == cnid) {
@@ -473,17 +465,24 @@ int mft_smime_decrypt(const unsigned char *der, size_t len, const struct mft_key
         mft_err_openssl(err);
         goto out;
     }
-    if (!(bout = BIO_new(BIO_s_mem())))
+    /* The ciphertext is read in place, the plaintext written to the spill:
+     * memory stays bounded whatever the size. */
+    struct mft_err werr;
+    mft_err_clear(&werr);
+    if (mft_ber_octets_begin(&o, der, len, ec_off) < 0 || !(dcont = mft_ber_octets_bio(&o)) ||
+        !(bout = mft_ber_spill_bio(plain, &werr)))
         goto nomem;
-    if (!CMS_decrypt(cms, NULL, NULL, NULL, bout, 0)) {
+    if (!CMS_decrypt(cms, NULL, NULL, dcont, bout, 0) || o.failed) {
+        if (werr.kind != MFT_E_OK) {
+            *err = werr;
+            goto out;
+        }
         mft_err_set(err, MFT_E_DECRYPT_FAILED,
                     "the content could not be decrypted (%s): wrong key or corrupted message",
                     out->cipher);
         mft_err_openssl(err);
         goto out;
     }
-    if (bio_take(bout, &out->data, &out->len) < 0)
-        goto nomem;
     rc = 0;
     goto out;
 nomem:
@@ -491,6 +490,8 @@ nomem:
 out:
     ERR_clear_error();
     BIO_free(bout);
+    BIO_free(dcont);
+    mft_buf_free(&skel);
     ASN1_OBJECT_free(calg);
     CMS_ContentInfo_free(cms);
     return rc;
@@ -505,6 +506,7 @@ int mft_smime_verify_detached(const unsigned char *data, size_t len, const unsig
     CMS_ContentInfo *cms = NULL;
     STACK_OF(X509) *certs = NULL;
     BIO *dbio = NULL;
+    struct mft_ber_octets content;
     char a[400], b[400];
     int rc = -1;
 
@@ -568,13 +570,11 @@ int mft_smime_verify_detached(const unsigned char *data, size_t len, const unsig
             goto out;
         }
     }
-    if (len > 0x7fffffff) {
-        mft_err_set(err, MFT_E_MALFORMED_MESSAGE, "the signed content is too large");
-        goto out;
-    }
     if (!(certs = sk_X509_new_null()) || !sk_X509_push(certs, signer))
         goto nomem;
-    if (!(dbio = BIO_new_mem_buf(data ? (const void *)data : "", (int)len)))
+    /* the content is read in place, its pages released as the digest passes */
+    mft_ber_octets_raw(&content, data ? data : (const unsigned char *)"", len);
+    if (!(dbio = mft_ber_octets_bio(&content)))
         goto nomem;
     ERR_clear_error();
     if (CMS_verify(cms, certs, NULL, dbio, NULL,
@@ -725,52 +725,47 @@ static int zlib_header(const unsigned char *p, size_t n)
     return n >= 2 && (p[0] & 0x0f) == 8 && (p[0] >> 4) <= 7 && ((p[0] << 8) | p[1]) % 31 == 0;
 }
 
-static int inflate_bounded(const unsigned char *in, size_t in_len, size_t max_out,
-                           unsigned char **out, size_t *out_len, struct mft_err *err)
+/*
+ * Inflates the octets o into the spill, bounded by max_out and by a ratio
+ * limit against decompression bombs. The input is read in place.
+ */
+static int inflate_bounded(struct mft_ber_octets *o, size_t max_out, struct mft_spill *out,
+                           struct mft_err *err)
 {
     z_stream zs;
     unsigned char *buf = NULL;
-    size_t cap = 0, used = 0;
+    const size_t cap = (size_t)64 << 10;
+    size_t used = 0, consumed = 0;
     int zrc = Z_OK, rc = -1, inited = 0;
+    const unsigned char *in = NULL;
+    long n = 0;
 
     memset(&zs, 0, sizeof(zs));
-    if (inflateInit2(&zs, zlib_header(in, in_len) ? 15 : -15) != Z_OK) {
+    if (!(buf = malloc(cap)))
+        return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+    if ((n = mft_ber_octets_next(o, &in, (size_t)1 << 30)) < 0)
+        goto malformed;
+    if (inflateInit2(&zs, zlib_header(in, (size_t)n) ? 15 : -15) != Z_OK) {
         mft_err_set(err, MFT_E_NO_MEMORY, NULL);
         goto out;
     }
     inited = 1;
     zs.next_in = (unsigned char *)in;
-    size_t in_left = in_len;
+    zs.avail_in = (uInt)n;
     while (zrc != Z_STREAM_END) {
-        if (used == cap) {
-            if (cap >= max_out) {
-                mft_err_set(err, MFT_E_DECOMPRESS_FAILED,
-                            "the decompressed content exceeds the limit of %zu bytes", max_out);
-                goto out;
-            }
-            size_t ncap = cap ? cap * 2 : (in_len * 4 > 65536 ? in_len * 4 : 65536);
-            if (ncap > max_out)
-                ncap = max_out;
-            unsigned char *nb = realloc(buf, ncap + 1);
-            if (!nb) {
-                mft_err_set(err, MFT_E_NO_MEMORY, NULL);
-                goto out;
-            }
-            buf = nb;
-            cap = ncap;
-        }
         if (zs.avail_in == 0) {
-            uInt chunk = in_left > (1u << 30) ? (1u << 30) : (uInt)in_left;
-            zs.avail_in = chunk;
-            in_left -= chunk;
+            if ((n = mft_ber_octets_next(o, &in, (size_t)1 << 30)) < 0)
+                goto malformed;
+            zs.next_in = (unsigned char *)in;
+            zs.avail_in = (uInt)n;
         }
-        size_t room = cap - used;
-        zs.next_out = buf + used;
-        zs.avail_out = room > (1u << 30) ? (1u << 30) : (uInt)room;
-        uInt before = zs.avail_out;
+        uInt avail_before = zs.avail_in;
+        zs.next_out = buf;
+        zs.avail_out = (uInt)cap;
         zrc = inflate(&zs, Z_NO_FLUSH);
-        used += before - zs.avail_out;
-        if (zrc == Z_BUF_ERROR && zs.avail_in == 0 && in_left == 0) {
+        size_t got = cap - zs.avail_out;
+        consumed += avail_before - zs.avail_in;
+        if (zrc == Z_BUF_ERROR && zs.avail_in == 0 && n == 0) {
             mft_err_set(err, MFT_E_DECOMPRESS_FAILED, "the compressed stream is truncated");
             goto out;
         }
@@ -779,7 +774,12 @@ static int inflate_bounded(const unsigned char *in, size_t in_len, size_t max_ou
             mft_err_detail(err, "zlib: %s", zs.msg ? zs.msg : zError(zrc));
             goto out;
         }
-        size_t consumed = in_len - in_left - zs.avail_in;
+        if (got > max_out - used) {
+            mft_err_set(err, MFT_E_DECOMPRESS_FAILED,
+                        "the decompressed content exceeds the limit of %zu bytes", max_out);
+            goto out;
+        }
+        used += got;
         if (used > INFLATE_FREE_BYTES && used / INFLATE_MAX_RATIO > consumed) {
             mft_err_set(err, MFT_E_DECOMPRESS_FAILED,
                         "the compression ratio exceeds %u:1 (decompression bomb?)",
@@ -787,16 +787,14 @@ static int inflate_bounded(const unsigned char *in, size_t in_len, size_t max_ou
             mft_err_detail(err, "%zu bytes inflated from %zu", used, consumed);
             goto out;
         }
+        if (got && mft_spill_write(out, buf, got, err) < 0)
+            goto out;
     }
-    if (!buf && !(buf = malloc(1))) {
-        mft_err_set(err, MFT_E_NO_MEMORY, NULL);
-        goto out;
-    }
-    buf[used] = '\0';
-    *out = buf;
-    *out_len = used;
-    buf = NULL;
     rc = 0;
+    goto out;
+malformed:
+    mft_err_set(err, MFT_E_DECOMPRESS_FAILED, "the compressed content is malformed");
+    mft_err_detail(err, "bad OCTET STRING encoding in the CompressedData");
 out:
     if (inited)
         inflateEnd(&zs);
@@ -804,47 +802,101 @@ out:
     return rc;
 }
 
-int mft_smime_uncompress(const unsigned char *der, size_t len, size_t max_out, unsigned char **out,
-                         size_t *out_len, struct mft_err *err)
+/*
+ * Finds the content of a CompressedData: ContentInfo { id-ct-compressedData,
+ * [0] { version, compressionAlgorithm, encapContentInfo { eContentType,
+ * [0] { OCTET STRING } } } }, walking only the headers. Sets *alg_oid to the
+ * compression algorithm (caller frees) and *content_off to the OCTET STRING.
+ */
+static int compressed_locate(const unsigned char *der, size_t len, ASN1_OBJECT **alg_oid,
+                             size_t *content_off, struct mft_err *err)
 {
-    CMS_ContentInfo *cms = NULL;
-    ASN1_OBJECT *alg = NULL;
-    int rc = -1;
+    struct mft_ber_cursor ci, c0, cd, alg, enc, e0;
+    struct mft_ber_head h;
+    const unsigned char *raw;
+    size_t rl;
 
-    *out = NULL;
-    *out_len = 0;
-    if (!(cms = cms_parse(der, len, err))) {
-        if (err)
-            err->kind = MFT_E_DECOMPRESS_FAILED;
-        goto out;
-    }
-    if (OBJ_obj2nid(CMS_get0_type(cms)) != NID_id_smime_ct_compressedData) {
+    *alg_oid = NULL;
+    if (mft_ber_open(&ci, der, len, 0, 0x30) < 0 || mft_ber_more(&ci, &h) != 1 || h.id != 0x06 ||
+        mft_ber_skip(&ci, &h, &raw, &rl) < 0)
+        goto bad;
+    int nid = oid_nid(raw, rl);
+    if (nid != NID_id_smime_ct_compressedData) {
         mft_err_set(err, MFT_E_DECOMPRESS_FAILED,
                     "the compressed part is a CMS %s, not CompressedData",
-                    OBJ_nid2sn(OBJ_obj2nid(CMS_get0_type(cms))));
+                    nid == NID_undef ? "structure of unknown type" : OBJ_nid2sn(nid));
+        return -1;
+    }
+    if (mft_ber_more(&ci, &h) != 1 || mft_ber_open(&c0, der, len, ci.off, 0xa0) < 0 ||
+        mft_ber_more(&c0, &h) != 1 || mft_ber_open(&cd, der, len, c0.off, 0x30) < 0 ||
+        mft_ber_more(&cd, &h) != 1 || h.id != 0x02 || mft_ber_skip(&cd, &h, NULL, NULL) < 0 ||
+        mft_ber_more(&cd, &h) != 1 || mft_ber_open(&alg, der, len, cd.off, 0x30) < 0 ||
+        mft_ber_more(&alg, &h) != 1 || h.id != 0x06 || mft_ber_skip(&alg, &h, &raw, &rl) < 0)
+        goto bad;
+    if (!(*alg_oid = oid_of(raw, rl)))
+        goto bad;
+    if (mft_ber_more(&cd, &h) != 1 || mft_ber_skip(&cd, &h, NULL, NULL) < 0 || /* the algorithm */
+        mft_ber_more(&cd, &h) != 1 || mft_ber_open(&enc, der, len, cd.off, 0x30) < 0 ||
+        mft_ber_more(&enc, &h) != 1 || h.id != 0x06 || mft_ber_skip(&enc, &h, NULL, NULL) < 0)
+        goto bad;
+    int r = mft_ber_more(&enc, &h);
+    if (r == 0 || (r == 1 && h.id != 0xa0)) {
+        mft_err_set(err, MFT_E_DECOMPRESS_FAILED, "the CompressedData has no content");
+        return -1;
+    }
+    if (r < 0 || mft_ber_open(&e0, der, len, enc.off, 0xa0) < 0 || mft_ber_more(&e0, &h) != 1 ||
+        (h.id & 0xdf) != 0x04)
+        goto bad;
+    *content_off = e0.off;
+    return 0;
+bad:
+    ASN1_OBJECT_free(*alg_oid);
+    *alg_oid = NULL;
+    mft_err_set(err, MFT_E_DECOMPRESS_FAILED, "the S/MIME content is not a valid CMS structure");
+    return mft_err_detail(err, "malformed or truncated CompressedData");
+}
+
+int mft_smime_uncompress_to(const unsigned char *der, size_t len, size_t max_out,
+                            struct mft_spill *out, struct mft_err *err)
+{
+    ASN1_OBJECT *alg = NULL;
+    size_t off = 0;
+    struct mft_ber_octets o;
+    int rc = -1;
+
+    if (!der || len == 0) {
+        mft_err_set(err, MFT_E_DECOMPRESS_FAILED, "the CompressedData is empty");
         goto out;
     }
-    if (!(alg = cms_inner_alg(der, len, 1))) {
-        mft_err_set(err, MFT_E_DECOMPRESS_FAILED,
-                    "cannot read the compression algorithm of the CompressedData");
+    if (compressed_locate(der, len, &alg, &off, err) < 0)
         goto out;
-    }
     if (OBJ_obj2nid(alg) != NID_zlib_compression) {
         char oid[80];
         OBJ_obj2txt(oid, sizeof(oid), alg, 1);
         mft_err_set(err, MFT_E_DECOMPRESS_FAILED, "unsupported compression algorithm %s", oid);
         goto out;
     }
-    ASN1_OCTET_STRING **pos = CMS_get0_content(cms);
-    if (!pos || !*pos) {
-        mft_err_set(err, MFT_E_DECOMPRESS_FAILED, "the CompressedData has no content");
+    if (mft_ber_octets_begin(&o, der, len, off) < 0) {
+        mft_err_set(err, MFT_E_DECOMPRESS_FAILED, "the compressed content is malformed");
         goto out;
     }
-    rc = inflate_bounded(ASN1_STRING_get0_data(*pos), (size_t)ASN1_STRING_length(*pos), max_out,
-                         out, out_len, err);
+    rc = inflate_bounded(&o, max_out, out, err);
 out:
     ERR_clear_error();
     ASN1_OBJECT_free(alg);
-    CMS_ContentInfo_free(cms);
+    return rc;
+}
+
+int mft_smime_uncompress(const unsigned char *der, size_t len, size_t max_out, unsigned char **out,
+                         size_t *out_len, struct mft_err *err)
+{
+    struct mft_spill sp;
+    *out = NULL;
+    *out_len = 0;
+    mft_spill_init(&sp, NULL, 0);
+    int rc = mft_smime_uncompress_to(der, len, max_out, &sp, err);
+    if (rc == 0 && !(*out = mft_spill_take(&sp, out_len)))
+        rc = mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+    mft_spill_free(&sp);
     return rc;
 }

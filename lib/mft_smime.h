@@ -44,6 +44,17 @@ int mft_smime_decrypt(const unsigned char *der, size_t len, const struct mft_key
                       size_t n_keys, struct mft_smime_decrypted *out, struct mft_err *err);
 
 /*
+ * The same, streaming: the ciphertext is read in place (primitive, chunked or
+ * indefinite-length encryptedContent alike) and the plaintext appended to
+ * `plain` (mft_spill.h), so memory stays bounded whatever the size; out->data
+ * stays NULL. Returns 0 or -1 as above (MFT_E_STORAGE when the spill fails).
+ */
+struct mft_spill;
+int mft_smime_decrypt_to(const unsigned char *der, size_t len, const struct mft_keypair *keys,
+                         size_t n_keys, struct mft_spill *plain, struct mft_smime_decrypted *out,
+                         struct mft_err *err);
+
+/*
  * Marker appended to err->detail by mft_smime_verify_detached when the signer
  * is right but the content digest does not match (content altered): AS2 reports
  * that as integrity-check-failed rather than authentication-failed.
@@ -84,5 +95,10 @@ int mft_smime_sign_detached(const unsigned char *data, size_t len, const struct 
  */
 int mft_smime_uncompress(const unsigned char *der, size_t len, size_t max_out, unsigned char **out,
                          size_t *out_len, struct mft_err *err);
+
+/* The same, streaming into a spill (the input read in place, its pages
+ * released behind). */
+int mft_smime_uncompress_to(const unsigned char *der, size_t len, size_t max_out,
+                            struct mft_spill *out, struct mft_err *err);
 
 #endif

@@ -21,6 +21,22 @@ static char p_crt[300], p_key[300], s_crt[300], s_key[300], o_crt[300], o_key[30
 static X509 *partner_cert, *station_cert, *other_cert;
 static EVP_PKEY *partner_key, *station_key, *other_key;
 
+/*
+ * Every case runs twice: with every layer in memory, then with every layer
+ * spilled to a temporary file (threshold 1 byte), the path large messages take.
+ */
+static const char *spill_dir;
+
+static int as2_receive(const struct mft_as2_request *req, const struct mft_station *st,
+                       const struct mft_partner *p, struct mft_as2_result *res, struct mft_err *err)
+{
+    struct mft_as2_request r = *req;
+    r.spill_dir = spill_dir;
+    r.spill_threshold = spill_dir ? 1 : 0;
+    return mft_as2_receive(&r, st, p, res, err);
+}
+#define mft_as2_receive as2_receive
+
 static void path(char *out, size_t len, const char *name)
 {
     snprintf(out, len, "%s/%s", dir, name);
@@ -927,5 +943,8 @@ int main(void)
         cmocka_unit_test(test_multipart_payloads),
         cmocka_unit_test(test_modifiers),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    int failed = cmocka_run_group_tests_name("in memory", tests, setup, teardown);
+    spill_dir = "/tmp";
+    failed += cmocka_run_group_tests_name("spilled to temporary files", tests, setup, teardown);
+    return failed;
 }

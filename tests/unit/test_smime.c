@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "mft_smime.h"
+#include "mft_spill.h"
 
 #include <openssl/cms.h>
 #include "mft_testkeys.h"
@@ -253,6 +254,81 @@ static void test_decrypt_openssl_ciphers(void **state)
     roundtrip_encrypt("-aes-256-cbc", "rsa_padding_mode:oaep", "aes-256-cbc", "rsaes-oaep");
     roundtrip_encrypt("-aes-128-gcm", NULL, "aes-128-gcm", "rsaes-pkcs1-v1_5");
     roundtrip_encrypt("-aes-256-gcm", "rsa_padding_mode:oaep", "aes-256-gcm", "rsaes-oaep");
+}
+
+/*
+ * Streaming decryption of what `openssl cms -encrypt -stream` writes
+ * (indefinite lengths, encryptedContent in many OCTET STRING chunks), into a
+ * spill that moves to a temporary file: same bytes as the plaintext; a
+ * tampered GCM tag or a truncated message is refused, never half-accepted.
+ */
+static void streamed_case(const char *cipher, int spill_to_disk)
+{
+    char in[300], der[300];
+    size_t n = 300000;
+    unsigned char *data = malloc(n);
+    assert_non_null(data);
+    for (size_t i = 0; i < n; i++)
+        data[i] = (unsigned char)(i * 13 + (i >> 9));
+    path(in, sizeof(in), "plain-big.bin");
+    path(der, sizeof(der), "enc-stream.ber");
+    tk_write(in, data, n);
+    tk_run("openssl", "cms", "-encrypt", "-binary", "-stream", cipher, "-in", in, "-outform", "DER",
+           "-out", der, p_crt, NULL);
+    size_t dl;
+    unsigned char *enc = tk_read(der, &dl);
+    assert_true(dl > 4 && enc[1] == 0x80); /* indefinite length: really streamed */
+    struct mft_keypair kp = {.cert = partner_cert, .key = partner_key};
+    struct mft_smime_decrypted d;
+    struct mft_spill sp;
+    struct mft_err err;
+    const unsigned char *out;
+    size_t out_len;
+
+    mft_spill_init(&sp, spill_to_disk ? dir : NULL, 4096);
+    mft_err_clear(&err);
+    int rc = mft_smime_decrypt_to(enc, dl, &kp, 1, &sp, &d, &err);
+    if (rc)
+        fprintf(stderr, "%s: %s / %s\n", cipher, err.message, err.detail);
+    assert_int_equal(rc, 0);
+    assert_int_equal(mft_spill_on_disk(&sp), spill_to_disk);
+    assert_int_equal(mft_spill_finish(&sp, &out, &out_len, &err), 0);
+    assert_int_equal(out_len, n);
+    assert_memory_equal(out, data, n);
+    mft_release(out, out_len); /* drops the mapping's pages; the bytes stay readable */
+    assert_memory_equal(out, data, n);
+    mft_spill_free(&sp);
+
+    /* truncated in the middle of the chunks */
+    mft_spill_init(&sp, NULL, 0);
+    mft_err_clear(&err);
+    assert_int_equal(mft_smime_decrypt_to(enc, dl / 2, &kp, 1, &sp, &d, &err), -1);
+    assert_int_equal(err.kind, MFT_E_MALFORMED_MESSAGE);
+    mft_spill_free(&sp);
+
+    /* the last content byte (CBC padding) or the GCM tag altered */
+    enc[dl - 40] ^= 0x01;
+    mft_spill_init(&sp, NULL, 0);
+    mft_err_clear(&err);
+    rc = mft_smime_decrypt_to(enc, dl, &kp, 1, &sp, &d, &err);
+    if (strstr(cipher, "gcm")) {
+        assert_int_equal(rc, -1);
+        assert_int_equal(err.kind, MFT_E_DECRYPT_FAILED);
+    } else if (rc == 0) {
+        assert_int_equal(mft_spill_finish(&sp, &out, &out_len, &err), 0);
+        assert_true(out_len != n || memcmp(out, data, n) != 0);
+    }
+    mft_spill_free(&sp);
+    free(enc);
+    free(data);
+}
+
+static void test_decrypt_streamed(void **state)
+{
+    (void)state;
+    streamed_case("-aes-256-cbc", 1);
+    streamed_case("-aes-128-cbc", 0);
+    streamed_case("-aes-256-gcm", 1);
 }
 
 static void test_decrypt_refused(void **state)
@@ -694,6 +770,7 @@ int main(void)
         cmocka_unit_test(test_decrypt_mecas2),
         cmocka_unit_test(test_decrypt_libas2_oaep),
         cmocka_unit_test(test_decrypt_openssl_ciphers),
+        cmocka_unit_test(test_decrypt_streamed),
         cmocka_unit_test(test_decrypt_refused),
         cmocka_unit_test(test_decrypt_not_enveloped),
         cmocka_unit_test(test_verify_mecas2),
