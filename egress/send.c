@@ -628,8 +628,9 @@ static void attempt_run(struct egress *eg, const char *uuid)
     as2_headers(&a, &msg, mdn_mode, mdn_signed, o.sign_md, bufs, hdr);
     struct mft_httpc_trust trust = {ps->tls_server_certs, ps->tls_server_cas, ps->tls_server_pins,
                                     ps->n_pins};
-    struct mft_httpc_client_id client = {a.p->station->tls_client_cert_pem,
-                                         a.p->station->tls_client_key_pem};
+    /* the registry holds the identity parsed: not parsed again per message */
+    const struct mft_keypair *tc = &a.p->station->tls_client;
+    struct mft_httpc_client_keys client = {tc->cert, tc->chain, tc->key};
     struct mft_httpc_request rq = {
         .url = ps->url,
         .headers = hdr,
@@ -639,7 +640,7 @@ static void attempt_run(struct egress *eg, const char *uuid)
         .timeout_s = ps->timeout_s,
         .max_response = eg->max_response,
         .trust = &trust,
-        .client = client.cert_pem ? &client : NULL,
+        .client_keys = client.cert ? &client : NULL,
     };
     atomic_fetch_add(&eg->inflight, 1);
     mft_metric_set("mft_egress_inflight", "", (double)atomic_load(&eg->inflight));

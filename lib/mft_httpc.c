@@ -14,6 +14,7 @@
  * Threading: no shared state besides curl_global_init and one SSL_CTX ex_data
  * index, both set up once (pthread_once). Any number of threads may call.
  * Owns nothing between calls: no connection reuse, no TLS session cache.
+ * Takes references on a client identity the caller has already parsed.
  */
 #include "mft_httpc.h"
 #include "mft_x509.h"
@@ -536,11 +537,35 @@ out:
     return rc;
 }
 
-/* The station's client certificate (+chain) and key, checked. Returns 0 or -1. */
-static int load_client(struct call *c, const struct mft_httpc_client_id *id, struct mft_err *err)
+/* The identity the caller parsed: references on it, checked. Returns 0 or -1
+ * (what was taken is in c, freed by the caller either way). */
+static int take_client(struct call *c, const struct mft_httpc_client_keys *k, struct mft_err *err)
 {
+    if (!k->cert || !k->key)
+        return mft_err_set(err, MFT_E_CONFIG,
+                           "the TLS client certificate needs both the certificate and the key");
+    if (X509_up_ref(k->cert) != 1)
+        return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+    c->client_cert = k->cert;
+    if (EVP_PKEY_up_ref(k->key) != 1)
+        return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+    c->client_key = k->key;
+    if (k->chain && !(c->client_chain = X509_chain_up_ref(k->chain)))
+        return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+    if (!mft_x509_key_matches_cert(c->client_cert, c->client_key))
+        return mft_err_set(err, MFT_E_CONFIG, "the TLS client key does not match its certificate");
+    return 0;
+}
+
+/* The station's client certificate (+chain) and key, checked: rq->client_keys
+ * when given, else parsed from rq->client. Returns 0 or -1. */
+static int load_client(struct call *c, const struct mft_httpc_request *rq, struct mft_err *err)
+{
+    const struct mft_httpc_client_id *id = rq->client;
     STACK_OF(X509) *certs = NULL;
 
+    if (rq->client_keys)
+        return take_client(c, rq->client_keys, err);
     if (!id || (!id->cert_pem && !id->key_pem))
         return 0;
     if (!id->cert_pem || !id->key_pem)
@@ -765,7 +790,7 @@ int mft_httpc_post(const struct mft_httpc_request *rq, struct mft_httpc_response
             mft_err_detail(err, "an https URL needs at least one: %.200s", rq->url);
             goto out;
         }
-        if (load_client(&c, rq->client, err) != 0)
+        if (load_client(&c, rq, err) != 0)
             goto out;
     }
     if (build_headers(rq, &hdrs, err) != 0)

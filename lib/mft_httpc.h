@@ -47,6 +47,16 @@ struct mft_httpc_client_id {
     const char *key_pem;
 };
 
+/* The same identity already parsed by the caller: cert and key required,
+ * chain (intermediates) may be NULL. Borrowed; the call only takes references.
+ * Saves parsing the PEM on every call: decoding an RSA key's PEM costs about
+ * as much CPU as an RSA-2048 signature. */
+struct mft_httpc_client_keys {
+    X509 *cert;
+    STACK_OF(X509) * chain;
+    EVP_PKEY *key;
+};
+
 struct mft_httpc_request {
     const char *url;            /* http:// or https:// */
     const char *const *headers; /* "Name: value", NULL-terminated; may be NULL. No CR/LF, no
@@ -59,7 +69,8 @@ struct mft_httpc_request {
     long connect_timeout_s;              /* TCP + TLS set-up; 0 = default */
     size_t max_response;                 /* larger answers are refused; 0 = default */
     const struct mft_httpc_trust *trust; /* required for https, ignored for http */
-    const struct mft_httpc_client_id *client; /* may be NULL */
+    const struct mft_httpc_client_id *client;        /* may be NULL */
+    const struct mft_httpc_client_keys *client_keys; /* may be NULL; used instead of client */
 };
 
 struct mft_httpc_response {

@@ -13,6 +13,8 @@
  * owns its handle, its response buffer and its latency array (merged after
  * join). --dump DIR keeps the first responses (DIR/rN/resp.headers and
  * DIR/rN/resp.body) so the caller can verify the MDNs with openssl.
+ * --reuse 0 opens a new TLS connection for every request instead (the
+ * reference for a sender without connection reuse).
  */
 #include <curl/curl.h>
 
@@ -33,7 +35,7 @@
 struct opts {
     const char *url, *body_file, *ctype, *cte, *cert, *key, *cacert, *from, *to, *micalg;
     const char *filename, *dump_dir;
-    long threads, max_count, dump;
+    long threads, max_count, dump, reuse;
     double seconds;
 };
 
@@ -68,18 +70,21 @@ static double now_s(void)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: mft-as2load --url URL --body FILE --content-type CT [options]\n"
-               "  --cert FILE --key FILE --cacert FILE   client certificate, key, trusted CA\n"
-               "  --threads N        concurrent keep-alive connections (default 8)\n"
-               "  --seconds S        stop after S seconds (default 15)\n"
-               "  --count N          stop after N requests (default 1000000)\n"
-               "  --from ID --to ID  AS2-From / AS2-To (default GLOBEX / ACME)\n"
-               "  --cte ENC          Content-Transfer-Encoding (default binary)\n"
-               "  --micalg ALG       signed-receipt-micalg (default sha-256)\n"
-               "  --filename NAME    Content-Disposition file name (default bench.bin)\n"
-               "  --dump DIR --dump-count N  keep the first N responses in DIR/rK/\n"
-               "Prints one JSON object: requests, successes, failures, seconds, msgs_per_s,\n"
-               "p50_ms, p99_ms, max_ms, connections.\n");
+    fprintf(f,
+            "usage: mft-as2load --url URL --body FILE --content-type CT [options]\n"
+            "  --cert FILE --key FILE --cacert FILE   client certificate, key, trusted CA\n"
+            "  --threads N        concurrent keep-alive connections (default 8)\n"
+            "  --seconds S        stop after S seconds (default 15)\n"
+            "  --count N          stop after N requests (default 1000000)\n"
+            "  --from ID --to ID  AS2-From / AS2-To (default GLOBEX / ACME)\n"
+            "  --cte ENC          Content-Transfer-Encoding (default binary)\n"
+            "  --micalg ALG       signed-receipt-micalg (default sha-256)\n"
+            "  --filename NAME    Content-Disposition file name (default bench.bin)\n"
+            "  --dump DIR --dump-count N  keep the first N responses in DIR/rK/\n"
+            "  --reuse 0|1        0 = a new TLS connection (full handshake, no session\n"
+            "                     resumption) for every request, as mft-egress does (default 1)\n"
+            "Prints one JSON object: requests, successes, failures, seconds, msgs_per_s,\n"
+            "p50_ms, p99_ms, max_ms, connections.\n");
 }
 
 static int parse_long(const char *s, long *out)
@@ -105,6 +110,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
     o->micalg = "sha-256";
     o->filename = "bench.bin";
     o->dump = 3;
+    o->reuse = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -144,6 +150,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
             o->dump_dir = v;
         else if (strcmp(a, "--dump-count") == 0)
             ok = parse_long(v, &o->dump) == 0 && o->dump <= MAX_DUMP;
+        else if (strcmp(a, "--reuse") == 0)
+            ok = parse_long(v, &o->reuse) == 0 && o->reuse <= 1;
         else if (strcmp(a, "--threads") == 0)
             ok = parse_long(v, &o->threads) == 0 && o->threads >= 1 && o->threads <= MAX_THREADS;
         else if (strcmp(a, "--count") == 0)
@@ -309,6 +317,10 @@ static void *work(void *arg)
         curl_easy_setopt(h, CURLOPT_SSLKEY, o->key);
     if (o->cacert)
         curl_easy_setopt(h, CURLOPT_CAINFO, o->cacert);
+    if (!o->reuse) {
+        curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
+        curl_easy_setopt(h, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+    }
 
     unsigned long long seq = 0;
     while (now_s() < deadline && atomic_fetch_add(&issued, 1) < o->max_count) {

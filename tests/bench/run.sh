@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# ./mft bench [ingress] — the ingress benchmark (docs/benchmarks.md).
+# ./mft bench [ingress|egress] — the benchmarks (docs/benchmarks.md). `egress`
+# runs tests/bench/egress.sh (see there); this script is the ingress one.
 #
 # Starts the local stack (tools/stack.sh: redis-server, the embedded Kafka
 # broker, mft-ingress) with the demo station ACME and partner GLOBEX, builds the
@@ -22,61 +23,25 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 MODE=${1:-ingress}
 case $MODE in
   ingress) ;;
-  -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  *) echo "unknown benchmark: $MODE (known: ingress)" >&2; exit 2 ;;
+  egress) exec "$ROOT/tests/bench/egress.sh" "${@:2}" ;;
+  -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "unknown benchmark: $MODE (known: ingress, egress)" >&2; exit 2 ;;
 esac
-export MFT_BIN=${MFT_BIN:-$ROOT/build/bin}
 export STACK_DIR=${STACK_DIR:-$ROOT/.run/bench}
 SECS=${BENCH_SECONDS:-15}
 THREADS=${BENCH_THREADS:-"1 4 8 16"}
 NGINX_SECS=${BENCH_NGINX_SECONDS:-5}
 LOOPS=${BENCH_CLI_LOOPS:-200}
 LARGE_MB=${BENCH_LARGE_MB:-100}
-LOAD=$MFT_BIN/mft-as2load
-[ -x "$LOAD" ] || { echo "$LOAD not found: build first (./mft build)" >&2; exit 1; }
-
-# shellcheck disable=SC1091
-source "$ROOT/tools/stack.sh"
-# shellcheck disable=SC1091
-source "$ROOT/tools/partner.sh"
-rm -rf "$STACK_DIR"; mkdir -p "$STACK_DIR"
-# the received payloads (~2 GB after a full run) go; logs and report.txt stay
-trap 'stack_stop; rm -rf "$STACK_DIR/payloads" "$STACK_DIR"/payload-*.bin "$STACK_DIR/large"' EXIT
-trap 'exit 130' INT TERM
-
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
-die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
-now() { date +%s.%N; }
-calc() { python3 -c "print($1)"; }
-jget() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
-hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-
-# --- tools this benchmark needs ------------------------------------------------
-need_pkgs=()
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx)
-[ -x /usr/bin/time ] || need_pkgs+=(time)
-command -v kcat >/dev/null || need_pkgs+=(kcat)
-if ((${#need_pkgs[@]})); then
-  if [ "$(id -u)" = 0 ]; then
-    say "installing ${need_pkgs[*]} (apt-get)"
-    export DEBIAN_FRONTEND=noninteractive
-    { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"; } \
-      >"$STACK_DIR/apt.log" 2>&1 || echo "bench: could not install ${need_pkgs[*]} (see $STACK_DIR/apt.log)" >&2
-  else
-    echo "bench: missing ${need_pkgs[*]} (not root: skipping what needs them)" >&2
-  fi
-fi
+# shellcheck source=tests/bench/lib.sh
+source "$ROOT/tests/bench/lib.sh"
+[ -x "$MFT_BIN/mft-as2load" ] || { echo "$MFT_BIN/mft-as2load not found: build first (./mft build)" >&2; exit 1; }
+bench_init
+bench_tools nginx time kcat
 NGINX=$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)
 
 # --- the stack, the demo keys and configuration -----------------------------
-say "local stack: redis-server, embedded Kafka broker, demo keys, mftctl apply"
-stack_start || die "the stack did not start"
-K=$STACK_DIR/keys
-sh "$ROOT/examples/make-demo-keys.sh" "$K" >/dev/null || die "make-demo-keys.sh failed"
-cp "$ROOT/examples/acme.json" "$STACK_DIR/acme.json"
-"$MFT_BIN/mftctl" apply -f "$STACK_DIR/acme.json" >"$STACK_DIR/logs/apply.log" 2>&1 ||
-  die "mftctl apply failed: $(cat "$STACK_DIR/logs/apply.log")"
+bench_stack
 stack_ingress || die "mft-ingress did not start"
 PORT=${MFT_INGRESS_HTTPS_ADDR#*:}
 URL=https://localhost:$PORT/as2
@@ -88,31 +53,11 @@ export AS2_SIGN_MD=sha256 AS2_CIPHER=aes256 AS2_CTE=binary
 
 # --- 1. throughput of 10 KB messages ----------------------------------------
 say "building the 10 KB message (openssl cms -sign -md sha256, -encrypt -aes-256-cbc)"
-M=$STACK_DIR/m10k
-head -c 10240 /dev/urandom >"$STACK_DIR/payload-10k.bin"
-as2_build "$M" "$STACK_DIR/payload-10k.bin" || die "as2_build failed"
-CTYPE=$(cat "$M/ctype")
-load() { # load URL THREADS SECONDS [extra args] — prints the JSON line
-  "$LOAD" --url "$1" --body "$M/body" --content-type "$CTYPE" --cert "$AS2_TLS_CERT" \
-    --key "$AS2_TLS_KEY" --cacert "$AS2_CA" --threads "$2" --seconds "$3" "${@:4}"
-}
-# Kafka offsets of mft.inbound.v1 summed over its partitions (kcat -Q): -1 =
-# the end (every record ever acknowledged), -2 = the first still retained.
-# The embedded broker (librdkafka's mock cluster) keeps only ~5 MB per
-# partition, so `mftctl events | wc -l` sees the retained window only.
-kafka_offsets() {
-  local args=() p
-  for p in $(kcat -b "$MFT_KAFKA_BROKERS" -L -t mft.inbound.v1 -J |
-    python3 -c 'import json,sys; [print(p["partition"]) for p in json.load(sys.stdin)["topics"][0]["partitions"]]'); do
-    args+=(-t "mft.inbound.v1:$p:$1")
-  done
-  kcat -b "$MFT_KAFKA_BROKERS" -Q "${args[@]}" | awk '{n += $NF} END {print n + 0}'
-}
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-HZ=$(getconf CLK_TCK)
+bench_message "$STACK_DIR/m10k"
+kafka_inbound() { kafka_offsets mft.inbound.v1 "$1"; }
 
 say "correctness: 5 requests by mft-as2load, each MDN verified with openssl cms -verify"
-V=$(load "$URL" 1 30 --count 5 --dump "$STACK_DIR/verify" --dump-count 5) || die "mft-as2load failed"
+V=$(as2load "$URL" 1 30 --count 5 --dump "$STACK_DIR/verify" --dump-count 5) || die "mft-as2load failed"
 VERIFIED=0
 for d in "$STACK_DIR"/verify/r*; do
   mdn_check "$d" "$K/acme-signing.crt" || die "MDN in $d did not verify"
@@ -127,21 +72,21 @@ say "  5/5 MDNs signed, verified by openssl, processed, MIC = openssl dgst"
 
 declare -A R EV CPU_IN CPU_RD
 REDIS_PID=${STACK_PIDS[0]}
-EV_BEFORE=$(kafka_offsets -1)
+EV_BEFORE=$(kafka_inbound -1)
 for t in $THREADS; do
   say "mft-ingress: $t connection(s), ${SECS} s"
   c0=$(cpu_ticks "$INGRESS_PID") r0=$(cpu_ticks "$REDIS_PID")
-  R[$t]=$(load "$URL" "$t" "$SECS" --count 1000000) || die "mft-as2load failed: ${R[$t]:-}"
+  R[$t]=$(as2load "$URL" "$t" "$SECS" --count 1000000) || die "mft-as2load failed: ${R[$t]:-}"
   echo "   ${R[$t]}" >&2
   ok=$(jget "${R[$t]}" successes)
   # CPU time per successful message, in ms: mft-ingress, redis-server
   CPU_IN[$t]=$(calc "round(($(cpu_ticks "$INGRESS_PID") - $c0) * 1000 / $HZ / max($ok, 1), 2)")
   CPU_RD[$t]=$(calc "round(($(cpu_ticks "$REDIS_PID") - $r0) * 1000 / $HZ / max($ok, 1), 2)")
-  ev_after=$(kafka_offsets -1)
+  ev_after=$(kafka_inbound -1)
   EV[$t]=$((ev_after - EV_BEFORE))
   EV_BEFORE=$ev_after
 done
-RETAINED=$((EV_BEFORE - $(kafka_offsets -2)))
+RETAINED=$((EV_BEFORE - $(kafka_inbound -2)))
 LISTED=$("$MFT_BIN/mftctl" events mft.inbound.v1 2>/dev/null | wc -l)
 INGRESS_RSS_AFTER_LOAD=$(rss_kb "$INGRESS_PID")
 INGRESS_HWM_AFTER_LOAD=$(hwm_kb "$INGRESS_PID")
@@ -194,7 +139,7 @@ CONF
   if wait_for 10 curl -sf --cacert "$AS2_CA" --cert "$AS2_TLS_CERT" --key "$AS2_TLS_KEY" \
     "https://localhost:$NPORT/"; then
     for t in $THREADS; do
-      NG[$t]=$(load "https://localhost:$NPORT/as2" "$t" "$NGINX_SECS" --count 10000000) ||
+      NG[$t]=$(as2load "https://localhost:$NPORT/as2" "$t" "$NGINX_SECS" --count 10000000) ||
         die "mft-as2load against nginx failed"
       echo "   nginx $t: ${NG[$t]}" >&2
     done
@@ -266,11 +211,10 @@ for t in $THREADS; do
   r=$(jget "${R[$t]}" msgs_per_s)
   if python3 -c "import sys; sys.exit(0 if $r > $BEST else 1)"; then BEST=$r BEST_T=$t; fi
 done
-verdict() { python3 -c "print('met' if $1 else 'NOT met')"; }
 V_TPUT=$(verdict "$BEST >= 1000")
 V_TIME=$(verdict "$LARGE_S <= 1.5 * $FLOOR_S")
 V_RSS=$(verdict "$PEAK_HWM <= 64 * 1024")
-CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+CPU=$(cpu_model)
 KAFKA_OK=yes
 for t in $THREADS; do [ "${EV[$t]}" = "$(jget "${R[$t]}" successes)" ] || KAFKA_OK=no; done
 [ "$LISTED" = "$RETAINED" ] || KAFKA_OK=no

@@ -33,6 +33,7 @@
 
 #include "mft_httpc.h"
 #include "mft_testkeys.h"
+#include "mft_x509.h"
 
 static const char server_py[] =
     "# Test HTTP(S) server for test_httpc: argv = ports_file, then listeners\n"
@@ -757,6 +758,33 @@ static void test_mtls(void **state)
     post_fail(&rq, MFT_E_CONFIG);
     rq.client = &half;
     post_fail(&rq, MFT_E_CONFIG);
+
+    /* the identity already parsed by the caller (no PEM): referenced, not consumed */
+    STACK_OF(X509) *certs = NULL;
+    EVP_PKEY *key = NULL, *wrongkey = NULL;
+    struct mft_err le;
+    assert_int_equal(mft_x509_load_certs_mem(client_cert_pem, strlen(client_cert_pem), &certs, &le),
+                     0);
+    assert_int_equal(mft_x509_load_key_mem(client_key_pem, strlen(client_key_pem), NULL, &key, &le),
+                     0);
+    assert_int_equal(mft_x509_load_key_mem(srv_key_pem, strlen(srv_key_pem), NULL, &wrongkey, &le),
+                     0);
+    struct mft_httpc_client_keys parsed = {sk_X509_value(certs, 0), NULL, key};
+    rq.client = NULL;
+    rq.client_keys = &parsed;
+    for (int i = 0; i < 2; i++) {
+        post_echo(&rq, body, sizeof(body) - 1, &r);
+        field(&r, "client", v, sizeof(v));
+        assert_string_equal(v, "organizationName=mft test,commonName=mft station");
+        mft_httpc_response_free(&r);
+    }
+    parsed.key = wrongkey; /* not the certificate's key */
+    post_fail(&rq, MFT_E_CONFIG);
+    parsed.key = NULL; /* half an identity */
+    post_fail(&rq, MFT_E_CONFIG);
+    EVP_PKEY_free(wrongkey);
+    EVP_PKEY_free(key);
+    sk_X509_pop_free(certs, X509_free);
     sk_X509_pop_free(t.cas, X509_free);
 }
 
