@@ -157,10 +157,12 @@ as2_build "$L" "$STACK_DIR/payload-large.bin" || die "as2_build of the large mes
 BUILD_S=$(calc "round($(now) - $t0, 2)")
 BODY_BYTES=$(stat -c %s "$L/body")
 
-say "fresh mft-ingress (MFT_INGRESS_MAX_BODY=1G) for a clean peak-RSS baseline"
+MAX_BODY_MB=$((LARGE_MB * 2 > 1024 ? LARGE_MB * 2 : 1024)) # room for the envelope
+say "fresh mft-ingress (MFT_INGRESS_MAX_BODY=${MAX_BODY_MB}M) for a clean peak-RSS baseline"
 kill -TERM "$INGRESS_PID"
 wait "$INGRESS_PID" 2>/dev/null
-stack_ingress MFT_INGRESS_MAX_BODY=1G || die "the second mft-ingress did not start"
+stack_ingress MFT_INGRESS_MAX_BODY=${MAX_BODY_MB}M MFT_INGRESS_MAX_INFLATED=${MAX_BODY_MB}M ||
+  die "the second mft-ingress did not start"
 sleep 0.5
 BASE_HWM=$(hwm_kb "$INGRESS_PID")
 BASE_RSS=$(rss_kb "$INGRESS_PID")
