@@ -30,6 +30,7 @@ struct egress {
     unsigned long long max_response; /* largest HTTP answer read */
     long lease_extra_ms;             /* lease on an attempt beyond its HTTP timeout */
     long poll_ms;                    /* how often the schedules are read without a wake-up */
+    int keepalive;                   /* keep connections to partners open between messages */
     pthread_mutex_t wake_lock;
     pthread_cond_t wake;
     atomic_int stopping;
@@ -59,5 +60,23 @@ void *send_worker(void *arg);
 
 /* Fails messages whose async MDN deadline has passed; returns how many. */
 int send_expire_mdns(struct egress *eg);
+
+/* --- accept.c: several records accepted at once, committed in poll order -- */
+
+struct accept_pool;
+
+/* Starts n_threads acceptors. Returns 0 or -1. */
+int accept_pool_start(struct egress *eg, size_t n_threads, struct accept_pool **out);
+/* Whether the pool holds as many records as it can (poll no more for now). */
+int accept_pool_full(struct accept_pool *ap);
+/* Hands a polled record to the pool, which owns it from now on (*rec is zeroed). */
+void accept_pool_push(struct accept_pool *ap, struct mft_bus_record *rec);
+/* Gives the consumer the offsets of the accepted records at the front, in poll
+ * order, after waiting up to wait_ms for the first one. Returns how many
+ * records are still in flight. */
+size_t accept_pool_commit(struct accept_pool *ap, struct mft_bus_consumer *c, int wait_ms);
+/* Stops the acceptors (a record being accepted is finished first), commits
+ * what is done and drops the rest uncommitted: Kafka delivers it again. */
+void accept_pool_stop(struct accept_pool *ap, struct mft_bus_consumer *c);
 
 #endif

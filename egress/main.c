@@ -3,8 +3,10 @@
  * shutdown only: it opens Redis, Kafka and the payload store, loads the
  * registry (reloaded when mft:config:version changes), starts the worker
  * threads and the ops port, then consumes mft.outbound.v1 in the consumer
- * group "mft-egress" (MFT_EGRESS_GROUP): a record's offset is committed only
- * once send_accept has made it durable in Redis and published `queued`.
+ * group "mft-egress" (MFT_EGRESS_GROUP), handing records to the acceptor
+ * threads of accept.c: a record's offset is committed only once send_accept
+ * has made it and every record before it durable in Redis and published
+ * `queued`.
  * Between records it fails async MDNs past their deadline. On SIGTERM/SIGINT
  * it stops consuming, lets attempts in flight finish (their leases bring back
  * any it cannot), closes the consumer, flushes the producer and exits 0.
@@ -31,6 +33,8 @@ static const struct mft_cfg_var cfg[] = {
     {"MFT_EGRESS_OPS_ADDR", "127.0.0.1:9102", "ops port: /livez /readyz /metrics (plain HTTP)"},
     {"MFT_EGRESS_GROUP", "mft-egress", "Kafka consumer group of the egress replicas"},
     {"MFT_EGRESS_WORKERS", "8", "concurrent attempts (one thread each)"},
+    {"MFT_EGRESS_ACCEPTORS", "4", "SendRequested records accepted at once (one thread each)"},
+    {"MFT_EGRESS_KEEPALIVE", "1", "keep connections to partners open between messages (1/0)"},
     {"MFT_EGRESS_MAX_INLINE", "1M", "largest inline payload of a SendRequested (bytes, K/M/G)"},
     {"MFT_EGRESS_MAX_RESPONSE", "1M", "largest HTTP answer (MDN) read from a partner"},
     {"MFT_EGRESS_POLL_MS", "200", "how often the retry and MDN schedules are read"},
@@ -114,7 +118,8 @@ int main(int argc, char **argv)
     struct mft_ops *ops = NULL;
     struct mft_bus_consumer *consumer = NULL;
     pthread_t *workers = NULL;
-    long n_workers = 0, reload_ms = 0, bus_timeout = 0;
+    long n_workers = 0, n_acceptors = 0, reload_ms = 0, bus_timeout = 0, keepalive = 1;
+    struct accept_pool *ap = NULL;
     unsigned char mkey[32];
     int rc = 1;
     size_t started = 0;
@@ -135,6 +140,8 @@ int main(int argc, char **argv)
     declare_metrics();
 
     if (mft_cfg_long(cfg, "MFT_EGRESS_WORKERS", &n_workers) < 0 ||
+        mft_cfg_long(cfg, "MFT_EGRESS_ACCEPTORS", &n_acceptors) < 0 ||
+        mft_cfg_long(cfg, "MFT_EGRESS_KEEPALIVE", &keepalive) < 0 ||
         mft_cfg_size(cfg, "MFT_EGRESS_MAX_INLINE", &eg.max_inline) < 0 ||
         mft_cfg_size(cfg, "MFT_EGRESS_MAX_RESPONSE", &eg.max_response) < 0 ||
         mft_cfg_long(cfg, "MFT_EGRESS_POLL_MS", &eg.poll_ms) < 0 ||
@@ -144,6 +151,9 @@ int main(int argc, char **argv)
         mft_fatal("config.invalid", "see the previous line");
     if (n_workers < 1 || n_workers > 256)
         mft_fatal("config.invalid", "MFT_EGRESS_WORKERS must be 1..256");
+    eg.keepalive = keepalive != 0;
+    if (n_acceptors < 1 || n_acceptors > 64)
+        mft_fatal("config.invalid", "MFT_EGRESS_ACCEPTORS must be 1..64");
     if (eg.poll_ms < 10)
         eg.poll_ms = 10;
     if (mft_secret_parse_master_key(mft_cfg_get(cfg, "MFT_MASTER_KEY"), mkey, &err) < 0)
@@ -175,6 +185,8 @@ int main(int argc, char **argv)
     for (; started < (size_t)n_workers; started++)
         if (pthread_create(&workers[started], NULL, send_worker, &eg) != 0)
             mft_fatal("startup.failed", "cannot start a worker thread");
+    if (accept_pool_start(&eg, (size_t)n_acceptors, &ap) < 0)
+        mft_fatal("startup.failed", "cannot start the acceptor threads");
     if (mft_ops_start(mft_cfg_get(cfg, "MFT_EGRESS_OPS_ADDR"), ready, &eg, &ops, &err) < 0)
         mft_fatal("startup.failed", err.message);
     char nw[16];
@@ -184,7 +196,6 @@ int main(int argc, char **argv)
 
     long long seen = eg.reg ? eg.reg->version : 0, next_reload = 0, next_expiry = 0;
     struct mft_bus_record rec;
-    int have = 0; /* a record not yet finished (Redis or Kafka was down) */
     while (!stop_flag) {
         long long now = mft_now_ms();
         if (now >= next_reload) {
@@ -205,32 +216,28 @@ int main(int argc, char **argv)
             mft_outbox_flush(&eg.outbox, 100); /* events Kafka did not take in time */
             next_expiry = now + 1000;
         }
-        if (!have) {
-            int p = mft_bus_consumer_poll(consumer, (int)eg.poll_ms, &rec, &err);
-            if (p < 0) {
-                mft_error("bus.consume_failed", err.message, "detail", err.detail);
-                usleep(500 * 1000);
-                continue;
-            }
-            if (p == 0)
-                continue;
-            have = 1;
-        }
-        if (send_accept(&eg, &rec) < 0) {
-            usleep(500 * 1000); /* keep the record: try it again */
+        /* offsets move past what is accepted, in poll order (accept.c) */
+        size_t inflight = accept_pool_commit(ap, consumer, 0);
+        if (accept_pool_full(ap)) {
+            accept_pool_commit(ap, consumer, 50);
             continue;
         }
-        if (mft_bus_consumer_done(consumer, &rec, &err) < 0)
-            mft_error("bus.commit_failed", err.message, "detail", err.detail);
-        mft_bus_record_free(&rec);
-        have = 0;
+        int p = mft_bus_consumer_poll(consumer, inflight ? 20 : (int)eg.poll_ms, &rec, &err);
+        if (p < 0) {
+            mft_error("bus.consume_failed", err.message, "detail", err.detail);
+            usleep(500 * 1000);
+            continue;
+        }
+        if (p == 1)
+            accept_pool_push(ap, &rec);
     }
 
     mft_info("egress.stopping", "draining");
-    if (have)
-        mft_bus_record_free(&rec); /* not finished: redelivered to the next consumer */
+    accept_pool_stop(ap, consumer); /* unfinished records: redelivered to the next consumer */
+    ap = NULL;
     rc = 0;
 out:
+    accept_pool_stop(ap, NULL);
     atomic_store(&eg.stopping, 1);
     egress_wake(&eg);
     for (size_t i = 0; i < started; i++)

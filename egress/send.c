@@ -534,6 +534,46 @@ static void as2_headers(struct attempt *a, const struct mft_as2_message *msg, co
     hdr[n] = NULL;
 }
 
+/*
+ * Connections kept per worker thread for the next message to the same partner
+ * (no new TCP and TLS handshake: about 2 ms of CPU saved on each side). At most
+ * KEPT partners per thread; the least recently used is closed first. The key
+ * holds the configuration version, so a trust or identity change opens a new,
+ * newly verified connection.
+ */
+#define KEPT 8
+static __thread struct kept {
+    char partner[128];
+    struct mft_httpc_conn *conn;
+    long long used;
+} kept[KEPT];
+
+static struct mft_httpc_conn *kept_conn(const char *partner)
+{
+    size_t lru = 0;
+    for (size_t i = 0; i < KEPT; i++) {
+        if (kept[i].conn && strcmp(kept[i].partner, partner) == 0) {
+            kept[i].used = mft_now_ms();
+            return kept[i].conn;
+        }
+        if (kept[i].used < kept[lru].used)
+            lru = i;
+    }
+    mft_httpc_conn_free(kept[lru].conn);
+    kept[lru].conn = mft_httpc_conn_new();
+    kept[lru].used = mft_now_ms();
+    snprintf(kept[lru].partner, sizeof(kept[lru].partner), "%s", partner);
+    return kept[lru].conn;
+}
+
+static void kept_close_all(void)
+{
+    for (size_t i = 0; i < KEPT; i++) {
+        mft_httpc_conn_free(kept[i].conn);
+        kept[i].conn = NULL;
+    }
+}
+
 static void attempt_run(struct egress *eg, const char *uuid)
 {
     struct attempt a = {.eg = eg, .uuid = uuid};
@@ -644,7 +684,11 @@ static void attempt_run(struct egress *eg, const char *uuid)
     };
     atomic_fetch_add(&eg->inflight, 1);
     mft_metric_set("mft_egress_inflight", "", (double)atomic_load(&eg->inflight));
-    int posted = mft_httpc_post(&rq, &resp, &why);
+    char key[700];
+    snprintf(key, sizeof(key), "%s|%lld|%s", a.p->id, reg ? reg->version : 0LL, ps->url);
+    struct mft_httpc_conn *conn = eg->keepalive ? kept_conn(a.p->id) : NULL;
+    int posted =
+        conn ? mft_httpc_post_on(conn, key, &rq, &resp, &why) : mft_httpc_post(&rq, &resp, &why);
     atomic_fetch_sub(&eg->inflight, 1);
     if (posted < 0) {
         mft_metric_inc("mft_egress_attempts_total", "result=\"transport\"");
@@ -766,6 +810,7 @@ void *send_worker(void *arg)
         pthread_cond_timedwait(&eg->wake, &eg->wake_lock, &ts);
         pthread_mutex_unlock(&eg->wake_lock);
     }
+    kept_close_all();
     return NULL;
 }
 

@@ -36,7 +36,28 @@
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int init_rc = -1;
-static int ctx_index = -1; /* SSL_CTX ex_data slot holding the struct call */
+static int ctx_index = -1; /* SSL_CTX ex_data slot holding the struct link */
+
+struct call;
+
+/*
+ * What the TLS callbacks reach: the call being made. A connection kept for
+ * reuse outlives the call that opened it, so its callbacks go through this
+ * link, which each call points at itself before it starts.
+ */
+struct link {
+    struct call *cur;
+};
+
+/* A kept connection (mft_httpc.h): a curl handle whose connection cache holds
+ * at most the one connection, and what its handshake showed. */
+struct mft_httpc_conn {
+    CURL *h;
+    struct link link;
+    char key[512];
+    X509 *leaf; /* the server certificate accepted at the handshake */
+    char protocol[16], cipher[64];
+};
 
 /* Everything one call owns, and what the callbacks observed. */
 struct call {
@@ -271,7 +292,7 @@ static int trust_decide(struct call *c, X509 *leaf, STACK_OF(X509) * chain)
 /* SSL_CTX_set_cert_verify_callback: replaces OpenSSL's (and curl's) verification. */
 static int verify_cb(X509_STORE_CTX *sctx, void *arg)
 {
-    struct call *c = arg;
+    struct call *c = ((struct link *)arg)->cur;
     X509 *leaf = X509_STORE_CTX_get0_cert(sctx);
     int ok = 0;
 
@@ -298,7 +319,8 @@ static int verify_cb(X509_STORE_CTX *sctx, void *arg)
 /* SSL_CTX_set_info_callback: the server's fatal alert, the negotiated session. */
 static void info_cb(const SSL *ssl, int where, int ret)
 {
-    struct call *c = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_index);
+    struct link *l = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_index);
+    struct call *c = l ? l->cur : NULL;
     if (!c)
         return;
     if ((where & SSL_CB_READ_ALERT) == SSL_CB_READ_ALERT && (ret >> 8) == SSL3_AL_FATAL &&
@@ -315,14 +337,15 @@ static void info_cb(const SSL *ssl, int where, int ret)
 static CURLcode sslctx_cb(CURL *h, void *sslctx, void *userptr)
 {
     SSL_CTX *ctx = sslctx;
-    struct call *c = userptr;
+    struct link *l = userptr;
+    struct call *c = l->cur;
 
     (void)h;
     if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
-        !SSL_CTX_set_ex_data(ctx, ctx_index, c))
+        !SSL_CTX_set_ex_data(ctx, ctx_index, l))
         return CURLE_SSL_CONNECT_ERROR;
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    SSL_CTX_set_cert_verify_callback(ctx, verify_cb, c);
+    SSL_CTX_set_cert_verify_callback(ctx, verify_cb, l);
     SSL_CTX_set_info_callback(ctx, info_cb);
     if (c->client_cert) {
         if (SSL_CTX_use_certificate(ctx, c->client_cert) != 1 ||
@@ -761,7 +784,38 @@ static int classify(CURL *h, const struct call *c, CURLcode cc, const char *errb
 int mft_httpc_post(const struct mft_httpc_request *rq, struct mft_httpc_response *out,
                    struct mft_err *err)
 {
+    return mft_httpc_post_on(NULL, NULL, rq, out, err);
+}
+
+struct mft_httpc_conn *mft_httpc_conn_new(void)
+{
+    return calloc(1, sizeof(struct mft_httpc_conn));
+}
+
+/* Closes the kept connection, if any (the next call opens a new one). */
+static void conn_drop(struct mft_httpc_conn *k)
+{
+    if (k->h)
+        curl_easy_cleanup(k->h);
+    k->h = NULL;
+    X509_free(k->leaf);
+    k->leaf = NULL;
+    k->key[0] = '\0';
+}
+
+void mft_httpc_conn_free(struct mft_httpc_conn *k)
+{
+    if (!k)
+        return;
+    conn_drop(k);
+    free(k);
+}
+
+int mft_httpc_post_on(struct mft_httpc_conn *k, const char *key, const struct mft_httpc_request *rq,
+                      struct mft_httpc_response *out, struct mft_err *err)
+{
     struct call c;
+    struct link own = {&c}, *l = &own;
     CURL *h = NULL;
     struct curl_slist *hdrs = NULL;
     char errbuf[CURL_ERROR_SIZE] = "";
@@ -795,7 +849,21 @@ int mft_httpc_post(const struct mft_httpc_request *rq, struct mft_httpc_response
     }
     if (build_headers(rq, &hdrs, err) != 0)
         goto out;
-    if (!(h = curl_easy_init())) {
+    if (k) { /* reuse the kept connection when it was opened for the same key */
+        if (k->h && (!key || strcmp(k->key, key) != 0))
+            conn_drop(k);
+        if (k->h) {
+            curl_easy_reset(k->h); /* options go; the live connection stays */
+        } else if ((k->h = curl_easy_init())) {
+            snprintf(k->key, sizeof(k->key), "%s", key ? key : "");
+        }
+        h = k->h;
+        l = &k->link;
+        l->cur = &c;
+    } else {
+        h = curl_easy_init();
+    }
+    if (!h) {
         mft_err_set(err, MFT_E_NO_MEMORY, "curl_easy_init failed");
         goto out;
     }
@@ -805,7 +873,8 @@ int mft_httpc_post(const struct mft_httpc_request *rq, struct mft_httpc_response
     SETOPT(CURLOPT_NOSIGNAL, 1L);
     SETOPT(CURLOPT_PROXY, ""); /* no proxy from the environment */
     SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
-    SETOPT(CURLOPT_FORBID_REUSE, 1L);
+    SETOPT(CURLOPT_FORBID_REUSE, k ? 0L : 1L);
+    SETOPT(CURLOPT_MAXCONNECTS, 1L);
     SETOPT(CURLOPT_ERRORBUFFER, errbuf);
     SETOPT(CURLOPT_TIMEOUT, rq->timeout_s > 0 ? rq->timeout_s : MFT_HTTPC_DEFAULT_TIMEOUT_S);
     SETOPT(CURLOPT_CONNECTTIMEOUT,
@@ -833,12 +902,26 @@ int mft_httpc_post(const struct mft_httpc_request *rq, struct mft_httpc_response
         SETOPT(CURLOPT_CAPATH, (char *)NULL);
         SETOPT(CURLOPT_SSL_SESSIONID_CACHE, 0L);
         SETOPT(CURLOPT_SSL_CTX_FUNCTION, sslctx_cb);
-        SETOPT(CURLOPT_SSL_CTX_DATA, &c);
+        SETOPT(CURLOPT_SSL_CTX_DATA, l);
     }
     cc = curl_easy_perform(h);
     if (cc != CURLE_OK) {
         classify(h, &c, cc, errbuf, err);
         goto out;
+    }
+    if (k && c.https) {
+        if (c.leaf) { /* a new connection: keep what its handshake showed */
+            X509_free(k->leaf);
+            k->leaf = c.leaf;
+            X509_up_ref(k->leaf);
+            snprintf(k->protocol, sizeof(k->protocol), "%s", c.protocol);
+            snprintf(k->cipher, sizeof(k->cipher), "%s", c.cipher);
+        } else if (k->leaf) { /* the kept connection: its handshake's facts */
+            c.leaf = k->leaf;
+            X509_up_ref(c.leaf);
+            snprintf(c.protocol, sizeof(c.protocol), "%s", k->protocol);
+            snprintf(c.cipher, sizeof(c.cipher), "%s", k->cipher);
+        }
     }
     if (c.https && !c.leaf) { /* fail closed: our verification must have run */
         mft_err_set(err, MFT_E_INTERNAL, "the TLS server certificate of %s was not checked",
@@ -883,7 +966,13 @@ int mft_httpc_post(const struct mft_httpc_request *rq, struct mft_httpc_response
 out:
     if (rc != 0)
         mft_httpc_response_free(out);
-    curl_easy_cleanup(h);
+    if (k) {
+        k->link.cur = NULL;
+        if (rc != 0) /* after any failure, start afresh */
+            conn_drop(k);
+    } else {
+        curl_easy_cleanup(h);
+    }
     curl_slist_free_all(hdrs);
     free(c.body);
     free_headers(c.headers, c.n_headers);

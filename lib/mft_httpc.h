@@ -11,8 +11,13 @@
  * The station's client certificate comes from memory (PEM).
  *
  * Protocol-agnostic: knows nothing of AS2, Kafka or Redis. Thread-safe: each
- * call has its own curl handle and TLS context (no connection or session
- * reuse, so a trust change applies to the next call).
+ * mft_httpc_post has its own curl handle and TLS context (no connection or
+ * session reuse). mft_httpc_post_on keeps the connection in a
+ * struct mft_httpc_conn for the next call with the same key: the caller makes
+ * the key change whenever the trust or the client identity changes (e.g. the
+ * partner id and the configuration version), so a trust change still applies
+ * to the next call — the server is verified at every new handshake, and a
+ * kept connection was verified with the same trust.
  */
 #ifndef MFT_HTTPC_H
 #define MFT_HTTPC_H
@@ -102,6 +107,21 @@ int mft_httpc_post(const struct mft_httpc_request *rq, struct mft_httpc_response
 
 /* Frees what a response holds and zeroes it; accepts NULL and a zeroed one. */
 void mft_httpc_response_free(struct mft_httpc_response *r);
+
+/*
+ * Connection reuse. A conn belongs to one thread at a time. mft_httpc_post_on
+ * behaves as mft_httpc_post, but keeps the connection open in conn after a
+ * successful call and sends the next call with the same key (a string naming
+ * the URL's trust and client identity) over it: no new TCP or TLS handshake.
+ * A different key, or any failure, closes the kept connection first. The TLS
+ * facts of the answer are those of the handshake that opened the connection.
+ */
+struct mft_httpc_conn;
+struct mft_httpc_conn *mft_httpc_conn_new(void);
+void mft_httpc_conn_free(struct mft_httpc_conn *conn);
+int mft_httpc_post_on(struct mft_httpc_conn *conn, const char *key,
+                      const struct mft_httpc_request *rq, struct mft_httpc_response *out,
+                      struct mft_err *err);
 
 /* Returns 1 when a failure of mft_httpc_post is worth retrying later
  * (DNS, CONNECT, TIMEOUT, TLS_HANDSHAKE, HTTP_RESPONSE_INVALID, NO_MEMORY,

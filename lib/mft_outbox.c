@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #define MAX_CHANGE_FIELDS 80
 #define MDN_SNIFF_MAX (1u << 20) /* larger bodies are never taken for an MDN */
@@ -403,6 +404,24 @@ int mft_outbox_take_mdn(struct mft_outbox *ob, const struct mft_registry *reg, c
     struct mft_outbox_msg m;
     mft_outbox_msg_from_kv(&m, res->uuid, kv, nkv);
     const char *state = mft_store_kv(kv, nkv, "state");
+    /* An async MDN can overtake its own message: a fast partner posts it
+     * before egress has recorded the HTTP answer ("sent"). Give egress up to
+     * 2 s, so the events keep their natural order (sent, then delivered). */
+    for (int i = 0; !uuid && i < 200 && strcmp(state, MFT_OUT_SENDING) == 0; i++) {
+        usleep(10 * 1000);
+        mft_store_free_list(kv, nkv);
+        kv = NULL;
+        nkv = 0;
+        if ((g = mft_store_out_get(ob->store, res->uuid, &kv, &nkv, err)) != 0) {
+            if (g == 1) {
+                mft_err_set(err, MFT_E_MDN_INVALID, "the message this MDN answers has no record");
+                rc = 1;
+            }
+            goto out;
+        }
+        mft_outbox_msg_from_kv(&m, res->uuid, kv, nkv);
+        state = mft_store_kv(kv, nkv, "state");
+    }
     if (mft_outbox_state_final(state)) {
         res->already_final = 1;
         snprintf(res->state, sizeof(res->state), "%s", state);

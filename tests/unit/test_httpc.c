@@ -105,7 +105,8 @@ static const char server_py[] =
     "        lines = ['sha256=' + hashlib.sha256(data).hexdigest(), 'framing=' + framing,\n"
     "                 'length=%d' % len(data), 'client=' + client, 'sni=' + sni,\n"
     "                 'ua=' + h.get('User-Agent', ''), 'expect=' + h.get('Expect', '-'),\n"
-    "                 'ctype=' + h.get('Content-Type', ''), 'as2from=' + h.get('AS2-From', '')]\n"
+    "                 'ctype=' + h.get('Content-Type', ''), 'as2from=' + h.get('AS2-From', ''),\n"
+    "                 'peer=%d' % self.client_address[1]]\n"
     "        self.answer(200, ('\\n'.join(lines) + '\\n').encode(), 'text/plain; charset=utf-8',\n"
     "                    extra=[('X-Echo', 'yes')])\n"
     "\n"
@@ -788,6 +789,59 @@ static void test_mtls(void **state)
     sk_X509_pop_free(t.cas, X509_free);
 }
 
+/*
+ * Connection reuse: two calls with the same key go over one TCP connection
+ * (the server sees the same client port) and both answers carry the TLS facts
+ * of its handshake; another key, or a failure, means a new connection, and a
+ * new connection is verified with the trust of its own call.
+ */
+static void test_keepalive(void **state)
+{
+    (void)state;
+    char u[256], p1[32], p2[32], p3[32], p4[32];
+    const unsigned char body[] = "again";
+    struct mft_httpc_trust t = {NULL, stack(ca, NULL), NULL, 0};
+    struct mft_httpc_trust wrong = {stack(other, NULL), NULL, NULL, 0};
+    struct mft_httpc_client_id id = {client_cert_pem, client_key_pem};
+    struct mft_httpc_response r;
+    struct mft_err e;
+    struct mft_httpc_conn *k = mft_httpc_conn_new();
+    assert_non_null(k);
+
+    url(u, sizeof(u), "https", "localhost", port_mtls, "/as2");
+    struct mft_httpc_request rq = req(u, &t, body, sizeof(body) - 1);
+    rq.client = &id;
+    mft_err_clear(&e);
+    assert_int_equal(mft_httpc_post_on(k, "partner|1", &rq, &r, &e), 0);
+    field(&r, "peer", p1, sizeof(p1));
+    assert_true(r.has_tls);
+    mft_httpc_response_free(&r);
+    assert_int_equal(mft_httpc_post_on(k, "partner|1", &rq, &r, &e), 0);
+    field(&r, "peer", p2, sizeof(p2));
+    assert_string_equal(p1, p2); /* the same connection */
+    assert_true(r.has_tls);      /* its handshake's facts */
+    assert_non_null(strstr(r.tls_subject, "localhost"));
+    mft_httpc_response_free(&r);
+
+    assert_int_equal(mft_httpc_post_on(k, "partner|2", &rq, &r, &e), 0); /* new key */
+    field(&r, "peer", p3, sizeof(p3));
+    assert_string_not_equal(p2, p3);
+    mft_httpc_response_free(&r);
+
+    rq.trust = &wrong; /* a new key with a trust the server fails: verified again */
+    assert_int_equal(mft_httpc_post_on(k, "partner|3", &rq, &r, &e), -1);
+    assert_int_equal(e.kind, MFT_E_TLS_SERVER_UNTRUSTED);
+    rq.trust = &t;
+    mft_err_clear(&e);
+    assert_int_equal(mft_httpc_post_on(k, "partner|3", &rq, &r, &e), 0);
+    field(&r, "peer", p4, sizeof(p4));
+    assert_string_not_equal(p3, p4);
+    mft_httpc_response_free(&r);
+    mft_httpc_conn_free(k);
+    sk_X509_pop_free(t.cas, X509_free);
+    sk_X509_pop_free(wrong.certs, X509_free);
+}
+
 static void test_chunked(void **state)
 {
     (void)state;
@@ -1034,12 +1088,13 @@ static void test_threads(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_exact_cert),    cmocka_unit_test(test_ca_trust),
-        cmocka_unit_test(test_expired),       cmocka_unit_test(test_pins),
-        cmocka_unit_test(test_mtls),          cmocka_unit_test(test_chunked),
-        cmocka_unit_test(test_status),        cmocka_unit_test(test_too_large),
-        cmocka_unit_test(test_plain_http),    cmocka_unit_test(test_network_errors),
-        cmocka_unit_test(test_config_errors), cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_exact_cert),     cmocka_unit_test(test_ca_trust),
+        cmocka_unit_test(test_expired),        cmocka_unit_test(test_pins),
+        cmocka_unit_test(test_mtls),           cmocka_unit_test(test_keepalive),
+        cmocka_unit_test(test_chunked),        cmocka_unit_test(test_status),
+        cmocka_unit_test(test_too_large),      cmocka_unit_test(test_plain_http),
+        cmocka_unit_test(test_network_errors), cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
