@@ -1000,6 +1000,17 @@ static void mic_of(const char *md, const void *data, size_t len, char *out, size
     openssl_mic(md, f, out, outlen);
 }
 
+/* Receives req, failing the test with name and the error when it is refused. */
+static void receive_ok(const char *name, const struct mft_as2_request *req,
+                       const struct mft_station *st, const struct mft_partner *p,
+                       struct mft_as2_result *res)
+{
+    struct mft_err err;
+    mft_err_clear(&err);
+    if (mft_as2_receive(req, st, p, res, &err) != 0)
+        fail_msg("%s: %s: %s / %s", name, mft_err_kind_name(err.kind), err.message, err.detail);
+}
+
 /* Receives b for the default pair; asserts success and the MIC over ent. */
 static void expect_signed_ok(const char *name, struct built *b, const unsigned char *ent,
                              size_t elen, const char *md, const char *mic_alg,
@@ -1007,13 +1018,9 @@ static void expect_signed_ok(const char *name, struct built *b, const unsigned c
 {
     struct mft_station st;
     struct mft_partner p;
-    struct mft_err err;
     char mic[128];
     make_pair(&st, &p, station_cert, station_key, partner_cert);
-    mft_err_clear(&err);
-    int rc = mft_as2_receive(&b->req, &st, &p, res, &err);
-    if (rc)
-        fail_msg("%s: %s: %s / %s", name, mft_err_kind_name(err.kind), err.message, err.detail);
+    receive_ok(name, &b->req, &st, &p, res);
     assert_true(res->is_signed);
     mic_of(md, ent, elen, mic, sizeof(mic));
     if (strcmp(res->mic_b64, mic) != 0 || strcmp(res->mic_alg, mic_alg) != 0)
@@ -1160,10 +1167,8 @@ static void test_transfer_encodings(void **state)
                                       .body = (const unsigned char *)outer[i].body,
                                       .body_len = strlen(outer[i].body)};
         struct mft_as2_result res;
-        struct mft_err err;
         char mic[128];
-        mft_err_clear(&err);
-        assert_int_equal(mft_as2_receive(&req, &st, &p, &res, &err), 0);
+        receive_ok(outer[i].cte ? outer[i].cte : "no CTE", &req, &st, &p, &res);
         assert_int_equal(res.payloads[0].len, strlen(outer[i].want));
         assert_memory_equal(res.payloads[0].data, outer[i].want, strlen(outer[i].want));
         assert_string_equal(res.payloads[0].filename, "o.x12");
@@ -1322,12 +1327,8 @@ static void test_sign_then_compress(void **state)
         }
         b.req.max_inflated = 1 << 20;
         struct mft_as2_result res;
-        struct mft_err err;
-        mft_err_clear(&err);
-        int rc = mft_as2_receive(&b.req, &st, &p, &res, &err);
-        if (rc)
-            fail_msg("sign-then-compress%s: %s / %s", enc ? " in encryption" : "", err.message,
-                     err.detail);
+        receive_ok(enc ? "sign-then-compress in encryption" : "sign-then-compress", &b.req, &st, &p,
+                   &res);
         assert_true(res.is_compressed);
         assert_true(res.is_signed);
         assert_int_equal(res.is_encrypted, enc);
@@ -1396,12 +1397,9 @@ static void test_headerless_content(void **state)
             b.req.content_disposition = "attachment; filename=\"bare-file.edi\"";
             b.req.max_inflated = 1 << 20;
             struct mft_as2_result res;
-            struct mft_err err;
-            mft_err_clear(&err);
-            int rc = mft_as2_receive(&b.req, &st, &p, &res, &err);
-            if (rc)
-                fail_msg("bare payload %zu%s: %s / %s", i, compress ? " compressed" : "",
-                         err.message, err.detail);
+            char name[64];
+            snprintf(name, sizeof(name), "bare payload %zu%s", i, compress ? " compressed" : "");
+            receive_ok(name, &b.req, &st, &p, &res);
             assert_int_equal(res.n_payloads, 1);
             assert_int_equal(res.payloads[0].len, n);
             assert_memory_equal(res.payloads[0].data, payloads[i].p, n);
