@@ -276,7 +276,9 @@ static enum MHD_Result answer_mdn(struct request *rq, struct MHD_Connection *con
     MHD_add_response_header(r, "Message-ID", mid);
     MHD_add_response_header(r, "Date", date);
     MHD_add_response_header(r, "MIME-Version", "1.0");
-    MHD_add_response_header(r, "EDIINT-Features", "AS2-Reliability");
+    /* RFC 6017: we take several documents in one message (one MessageReceived,
+     * several payloads) and answer resends by Message-ID (duplicates). */
+    MHD_add_response_header(r, "EDIINT-Features", "multiple-attachments, AS2-Reliability");
     MHD_add_response_header(r, "Content-Type", ctype);
     free(ctype);
     enum MHD_Result ret = MHD_queue_response(conn, 200, r);
@@ -507,10 +509,11 @@ static enum MHD_Result finish(struct request *rq, struct MHD_Connection *conn)
         goto out;
     }
 
-    /* A duplicate: same partner, same Message-ID, already processed successfully. */
-    char first[64];
-    int dup =
-        mft_store_dup_get(in->store, rq->partner->id, rq->message_id, first, sizeof(first), &err);
+    /* A duplicate: same partner, same Message-ID (with or without its angle
+     * brackets), already processed successfully; a failed one is not recorded. */
+    char first[64], dup_id[sizeof(rq->message_id)];
+    mft_as2_bare_message_id(rq->message_id, dup_id, sizeof(dup_id));
+    int dup = mft_store_dup_get(in->store, rq->partner->id, dup_id, first, sizeof(first), &err);
     if (dup < 0) {
         ret = fail_unavailable(rq, conn, &err);
         goto out;
@@ -616,7 +619,7 @@ static enum MHD_Result finish(struct request *rq, struct MHD_Connection *conn)
                             "mdn_disposition",
                             m.mdn_disposition,
                             NULL};
-    if (mft_store_message_put(in->store, rq->uuid, rq->station->id, rq->partner->id, rq->message_id,
+    if (mft_store_message_put(in->store, rq->uuid, rq->station->id, rq->partner->id, dup_id,
                               rq->received_ms, in->dup_ttl_s, fields, &err) < 0) {
         ret = fail_unavailable(rq, conn, &err);
         goto out;

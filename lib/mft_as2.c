@@ -198,9 +198,13 @@ static enum cms_kind cms_sniff(const unsigned char *p, size_t n)
 
 /* ---- MIC ----------------------------------------------------------------- */
 
-/* Chooses the MIC algorithm: the partner's DNO, else the signature's micalg, else SHA-1. */
-static void mic_choose(struct as2_ctx *c, const char *micalg, const char **ossl,
-                       const char **spelling)
+/*
+ * Chooses the MIC algorithm: the partner's signed-receipt-micalg, else the
+ * digest the signature really uses (from the SignerInfo's OID, never from the
+ * micalg label, which some senders get wrong), else the micalg label, else SHA-1.
+ */
+static void mic_choose(struct as2_ctx *c, const char *oid_digest, const char *micalg,
+                       const char **ossl, const char **spelling)
 {
     const char *o = NULL, *r = NULL;
     if (c->dno_ossl) {
@@ -208,16 +212,18 @@ static void mic_choose(struct as2_ctx *c, const char *micalg, const char **ossl,
         *spelling = c->dno_spelling;
         return;
     }
-    if (micalg && mft_smime_digest_name(micalg, &o, &r) == 0 && strcmp(o, "MD5") != 0) {
-        *ossl = o;
-        *spelling = r;
-        return;
-    }
+    const char *names[] = {oid_digest, micalg};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (names[i] && mft_smime_digest_name(names[i], &o, &r) == 0 && strcmp(o, "MD5") != 0) {
+            *ossl = o;
+            *spelling = r;
+            return;
+        }
     *ossl = "SHA1";
     *spelling = "sha-1";
 }
 
-static int mic_set(struct as2_ctx *c, const char *micalg, const unsigned char *hdr, size_t hdr_len,
+static int mic_set(struct as2_ctx *c, const char *oid_digest, const char *micalg,
                    const unsigned char *data, size_t len)
 {
     const char *ossl, *spelling;
@@ -227,10 +233,9 @@ static int mic_set(struct as2_ctx *c, const char *micalg, const unsigned char *h
     EVP_MD *alg = NULL;
     int rc = -1;
 
-    mic_choose(c, micalg, &ossl, &spelling);
+    mic_choose(c, oid_digest, micalg, &ossl, &spelling);
     int ok = (alg = EVP_MD_fetch(NULL, ossl, NULL)) && (mctx = EVP_MD_CTX_new()) &&
-             EVP_DigestInit_ex(mctx, alg, NULL) &&
-             (!hdr_len || EVP_DigestUpdate(mctx, hdr, hdr_len));
+             EVP_DigestInit_ex(mctx, alg, NULL);
     for (size_t off = 0; ok && off < len; off += MFT_RELEASE_STEP) { /* pages released behind */
         size_t n = len - off < MFT_RELEASE_STEP ? len - off : MFT_RELEASE_STEP;
         ok = EVP_DigestUpdate(mctx, data + off, n);
@@ -261,8 +266,8 @@ out:
 static int mic_unsigned(struct as2_ctx *c, const struct layer *l)
 {
     if (!l->outer)
-        return mic_set(c, NULL, NULL, 0, l->e.whole.p, l->e.whole.len);
-    return mic_set(c, NULL, NULL, 0, l->e.body.p, l->e.body.len);
+        return mic_set(c, NULL, NULL, l->e.whole.p, l->e.whole.len);
+    return mic_set(c, NULL, NULL, l->e.body.p, l->e.body.len);
 }
 
 /* Reads Disposition-Notification-Options into the result and the MIC choice. */
@@ -409,31 +414,17 @@ static int do_pkcs7_mime(struct as2_ctx *c, const struct layer *l, const struct 
     return next_entity(c, out.p, out.len, next);
 }
 
-static int do_signed(struct as2_ctx *c, const struct layer *l, const struct mft_mime_value *ct,
-                     struct layer *next)
+/* Checks the signature part of multipart/signed and verifies it over parts[0]. */
+static int verify_signed(struct as2_ctx *c, const struct mft_span *parts,
+                         struct mft_smime_verified *v)
 {
-    const char *boundary = mft_mime_param(ct, "boundary");
-    struct mft_span parts[2], sig;
     struct layer sigpart = {0};
     struct mft_mime_value sct;
-    size_t n = 0;
-
-    if (!boundary)
-        return mft_err_set(c->err, MFT_E_MALFORMED_MESSAGE, "multipart/signed without a boundary");
-    if (mft_mime_split(&l->e.body, boundary, parts, 2, &n, c->err) < 0)
-        return mft_err_detail(c->err, "in multipart/signed");
-    if (n != 2)
-        return mft_err_set(c->err, MFT_E_MALFORMED_MESSAGE,
-                           "multipart/signed has %zu part(s) instead of 2", n);
-    /* The MIC first: a negative MDN still reports it. */
-    if (!c->mic_done &&
-        mic_set(c, mft_mime_param(ct, "micalg"), NULL, 0, parts[0].p, parts[0].len) < 0)
-        return -1;
-    c->res->is_signed = 1;
+    struct mft_span sig;
+    char sctype[512];
 
     if (mft_mime_parse(parts[1].p, parts[1].len, 0, &sigpart.e, c->err) < 0)
         return mft_err_detail(c->err, "in the signature part of multipart/signed");
-    char sctype[512];
     if (layer_header(c, &sigpart, "content-type", sctype, sizeof(sctype)) < 0 ||
         mft_mime_parse_value(sctype, &sct, c->err) < 0)
         return mft_err_set(c->err, MFT_E_MALFORMED_MESSAGE,
@@ -446,12 +437,37 @@ static int do_signed(struct as2_ctx *c, const struct layer *l, const struct mft_
                            sct.token);
     if (layer_body(c, &sigpart, &sig) < 0 || maybe_base64_der(c, &sig) < 0)
         return -1;
-
-    struct mft_smime_verified v;
     int rc = mft_smime_verify_detached(parts[0].p, parts[0].len, sig.p, sig.len,
-                                       c->p ? c->p->signing_cert : NULL, &v, c->err);
+                                       c->p ? c->p->signing_cert : NULL, v, c->err);
     if (!c->res->sign_digest[0])
-        copy_str(c->res->sign_digest, sizeof(c->res->sign_digest), v.digest);
+        copy_str(c->res->sign_digest, sizeof(c->res->sign_digest), v->digest);
+    return rc;
+}
+
+static int do_signed(struct as2_ctx *c, const struct layer *l, const struct mft_mime_value *ct,
+                     struct layer *next)
+{
+    const char *boundary = mft_mime_param(ct, "boundary");
+    struct mft_span parts[2];
+    struct mft_smime_verified v;
+    size_t n = 0;
+
+    if (!boundary)
+        return mft_err_set(c->err, MFT_E_MALFORMED_MESSAGE, "multipart/signed without a boundary");
+    if (mft_mime_split(&l->e.body, boundary, parts, 2, &n, c->err) < 0)
+        return mft_err_detail(c->err, "in multipart/signed");
+    if (n != 2)
+        return mft_err_set(c->err, MFT_E_MALFORMED_MESSAGE,
+                           "multipart/signed has %zu part(s) instead of 2", n);
+    c->res->is_signed = 1;
+    memset(&v, 0, sizeof(v));
+    int rc = verify_signed(c, parts, &v);
+    /* The MIC whatever the outcome: a negative MDN still reports it. Over the
+     * exact received bytes of the first part, with the digest the signature
+     * uses (its OID) unless the partner asked for another one. */
+    if (!c->mic_done && mic_set(c, v.digest[0] ? v.digest : NULL, mft_mime_param(ct, "micalg"),
+                                parts[0].p, parts[0].len) < 0)
+        return -1;
     if (rc < 0)
         return -1;
 

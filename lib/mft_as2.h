@@ -8,8 +8,10 @@
  * whatever order they come, at most MFT_AS2_MAX_LAYERS); the MIC is computed
  * over the exact received bytes of the signed entity (first part of
  * multipart/signed, headers included) or, for an unsigned message, over the
- * innermost MIME entity as received (RFC 4130 §7.3.1); then the partner's policy
- * (signature / encryption required) is checked.
+ * innermost MIME entity as received (RFC 4130 §7.3.1), with the first digest of
+ * the partner's signed-receipt-micalg we support, else the digest the
+ * signature uses (its CMS OID, not the micalg label), else SHA-1; then the
+ * partner's policy (signature / encryption required) is checked.
  */
 #ifndef MFT_AS2_H
 #define MFT_AS2_H

@@ -787,6 +787,28 @@ int mft_mdn_same_digest(const char *a, const char *b)
     return strcasecmp(a, b) == 0;
 }
 
+/*
+ * Two base64 MICs compared by value: decoded, so that line breaks, blanks or
+ * missing padding a partner writes do not matter. Returns 1 when equal.
+ */
+static int same_mic(const char *a, const char *b)
+{
+    struct mft_span sa = {(const unsigned char *)a, strlen(a)};
+    struct mft_span sb = {(const unsigned char *)b, strlen(b)};
+    unsigned char *da = NULL, *db = NULL;
+    size_t la = 0, lb = 0;
+    struct mft_err ignored;
+    int same;
+    if (mft_mime_decode("base64", &sa, &da, &la, &ignored) < 0 ||
+        mft_mime_decode("base64", &sb, &db, &lb, &ignored) < 0)
+        same = strcmp(a, b) == 0; /* not base64: only the same text matches */
+    else
+        same = la > 0 && la == lb && memcmp(da, db, la) == 0;
+    free(da);
+    free(db);
+    return same;
+}
+
 int mft_mdn_evaluate(const struct mft_mdn *m, X509 *signer, int require_signed,
                      const char *expected_mic, const char *expected_alg, int *verified_out,
                      struct mft_err *err)
@@ -828,7 +850,7 @@ int mft_mdn_evaluate(const struct mft_mdn *m, X509 *signer, int require_signed,
             return mft_err_set(err, MFT_E_MIC_MISMATCH,
                                "the MDN carries no Received-Content-MIC (expected %s, %s)",
                                expected_mic, expected_alg ? expected_alg : "?");
-        if (strcmp(m->mic_b64, expected_mic) != 0 ||
+        if (!same_mic(m->mic_b64, expected_mic) ||
             (m->mic_alg[0] && expected_alg && !mft_mdn_same_digest(m->mic_alg, expected_alg))) {
             mft_err_set(err, MFT_E_MIC_MISMATCH, NULL);
             mft_err_detail(err, "expected %s, %s; the MDN says %s, %s", expected_mic,

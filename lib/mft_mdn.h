@@ -140,14 +140,14 @@ int mft_mdn_verify(const struct mft_mdn *m, X509 *signer, struct mft_smime_verif
 /*
  * Judges a partner's MDN for a message we sent: expected_mic / expected_alg
  * are what mft_as2_build computed (alg in any spelling: "sha-256" equals
- * "sha256" and "SHA_256"). When require_signed is set the MDN must be signed;
- * a signed MDN is always verified against signer (borrowed; NULL with a signed
- * MDN = MDN_SIGNATURE_INVALID). A message sent unsigned has no meaningful MIC
- * check when expected_mic is NULL or "". Returns 0 when the partner processed
- * the message (a warning modifier included) and the MIC matches, or -1 with
- * MDN_NEGATIVE (detail: disposition and text), MIC_MISMATCH (both MICs),
- * MDN_SIGNATURE_INVALID. *verified_out (may be NULL) tells whether the MDN's
- * signature was verified.
+ * "sha256" and "SHA_256"; the MICs compared by value, base64-decoded, so line
+ * breaks, blanks or missing padding in the partner's field do not matter). When require_signed is
+ * set the MDN must be signed; a signed MDN is always verified against signer (borrowed; NULL with a
+ * signed MDN = MDN_SIGNATURE_INVALID). A message sent unsigned has no meaningful MIC check when
+ * expected_mic is NULL or "". Returns 0 when the partner processed the message (a warning modifier
+ * included) and the MIC matches, or -1 with MDN_NEGATIVE (detail: disposition and text),
+ * MIC_MISMATCH (both MICs), MDN_SIGNATURE_INVALID. *verified_out (may be NULL) tells whether the
+ * MDN's signature was verified.
  */
 int mft_mdn_evaluate(const struct mft_mdn *m, X509 *signer, int require_signed,
                      const char *expected_mic, const char *expected_alg, int *verified_out,

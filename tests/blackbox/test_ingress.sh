@@ -4,7 +4,9 @@
 # `openssl cms` command line, posted by curl over HTTPS with client
 # certificates, MDNs checked by `openssl cms -verify`, events read back from
 # Kafka. Covers the algorithm matrix, mutual-TLS rejections, AS2-level
-# rejections (negative MDNs), duplicates, oversize and unavailable
+# rejections (negative MDNs), duplicates (with or without angle brackets, a
+# resend after a failure), HTTP framings (Content-Length, chunked, HTTP/1.0,
+# Expect: 100-continue), a quoted AS2-From, oversize and unavailable
 # dependencies (HTTP 503, never a positive MDN).
 set -uo pipefail
 ROOT=${MFT_SRC:?}
@@ -128,6 +130,114 @@ AS2_MIC_MD=sha1 curl -sS --http1.1 -o "$D/dup.body" -D "$D/dup.headers" --cert "
 check_match "duplicate: processed/warning: duplicate-document" 'processed/warning: *duplicate-document' \
   "$(mime_field "$D/dup.body" disposition)"
 check_eq "duplicate: still one MessageReceived" 1 "$($EVQ count event.as2_message_id="$id" <<<"$(inbound)")"
+
+# --- issue 4: HTTP framings, header spellings, duplicates done right --------
+# post_raw DIR MESSAGE-ID AS2-FROM [curl args...] — posts DIR/body like
+# as2_post, but with a given Message-ID (as written, brackets or not) and
+# AS2-From, the request traced into DIR/trace
+post_raw() {
+  local d=$1 mid=$2 from=$3; shift 3
+  curl -sS -o "$d/resp.body" -D "$d/resp.headers" -w '%{http_code}' --trace-ascii "$d/trace" \
+    --cert "$AS2_TLS_CERT" --key "$AS2_TLS_KEY" --cacert "$AS2_CA" \
+    -H "AS2-Version: 1.2" -H "AS2-From: $from" -H "AS2-To: ACME" -H "Message-ID: $mid" \
+    -H "Content-Type: $(cat "$d/ctype")" -H "Content-Transfer-Encoding: $(cat "$d/cte")" \
+    -H "Disposition-Notification-To: mailto:as2@partner.example" \
+    -H "Disposition-Notification-Options: signed-receipt-protocol=optional, pkcs7-signature; signed-receipt-micalg=optional, sha-256" \
+    --data-binary "@$d/body" "$@" "$URL" >"$d/http_code"
+}
+# positive NAME DIR MESSAGE-ID — a signed MDN that says processed with openssl's MIC, one event
+positive() {
+  local name=$1 d=$2 id=$3
+  mdn_check "$d" "$K/acme-signing.crt" 2>/dev/null
+  check_eq "$name: HTTP 200" 200 "$(cat "$d/http_code")"
+  check_match "$name: signed MDN, processed" '; processed$' "${MDN_DISPOSITION:-}"
+  check_eq "$name: MIC = openssl dgst" "$(cat "$d/mic.expected"), sha-256" "${MDN_MIC:-}"
+  check_eq "$name: one MessageReceived" 1 "$($EVQ count event.as2_message_id="$id" <<<"$(inbound)")"
+}
+http_case() {
+  local name=$1 trace_re=$2; shift 2
+  local d=$STACK_DIR/h$((++N)) id; id="http-$N-$RANDOM@partner.example"
+  AS2_SIGN_MD=sha256 AS2_CIPHER=aes256 as2_build "$d" "$STACK_DIR/binary.bin"
+  post_raw "$d" "<$id>" GLOBEX "$@"
+  check "$name: the request really was sent that way" grep -qiE "$trace_re" "$d/trace"
+  positive "$name" "$d" "$id"
+}
+http_case "HTTP/1.1 Content-Length" '^[0-9a-f]{4}: Content-Length: [0-9]+' -H "Expect:"
+http_case "HTTP/1.1 Transfer-Encoding: chunked" '^[0-9a-f]{4}: Transfer-Encoding: chunked' \
+  -H "Transfer-Encoding: chunked" -H "Expect:"
+http_case "HTTP/1.0" '^[0-9a-f]{4}: POST /as2 HTTP/1.0' --http1.0
+http_case "Expect: 100-continue" '^[0-9a-f]{4}: HTTP/1.1 100 Continue' -H "Expect: 100-continue"
+check_match "Expect: 100-continue: the server said 100 Continue before the MDN" '^HTTP/1.1 100' \
+  "$(head -1 "$STACK_DIR/h$N/resp.headers")"
+
+# AS2-From quoted by the sender (AS2 ids with spaces are refused by mftctl,
+# so the quoted form is the one that reaches us); the MDN's AS2-To is bare
+D=$STACK_DIR/q1; QID="quoted-$RANDOM@partner.example"
+AS2_SIGN_MD=sha256 as2_build "$D" "$STACK_DIR/order.edi"
+post_raw "$D" "<$QID>" '"GLOBEX"' -H "Expect:"
+positive "AS2-From quoted" "$D" "$QID"
+check_match "AS2-From quoted: the MDN answers the bare id" '^AS2-To: GLOBEX$' \
+  "$(tr -d '\r' <"$D/resp.headers" | grep -i '^AS2-To:')"
+# the same Message-ID without its angle brackets is the same message
+D=$STACK_DIR/q1
+post_raw "$D" "$QID" GLOBEX -H "Expect:"
+mdn_check "$D" "$K/acme-signing.crt" 2>/dev/null
+check_match "duplicate without angle brackets: duplicate-document warning" \
+  'processed/warning: *duplicate-document' "${MDN_DISPOSITION:-}"
+check_eq "duplicate without angle brackets: still one MessageReceived" 1 \
+  "$($EVQ count event.as2_message_id="$QID" <<<"$(inbound)")"
+
+# a resend after a failure is processed normally: first encrypted for the
+# wrong key (negative MDN), then the same Message-ID done right
+id="resend-$RANDOM@partner.example"
+D=$STACK_DIR/rs1
+AS2_SIGN_MD=sha256 AS2_CIPHER=aes256 AS2_RECIP="$K/globex-encryption.crt" as2_build "$D" "$STACK_DIR/order.edi"
+post_raw "$D" "<$id>" GLOBEX -H "Expect:"
+mdn_check "$D" "$K/acme-signing.crt" 2>/dev/null
+check_match "resend: the first attempt fails" 'processed/error: *decryption-failed' "${MDN_DISPOSITION:-}"
+D=$STACK_DIR/rs2
+AS2_SIGN_MD=sha256 AS2_CIPHER=aes256 as2_build "$D" "$STACK_DIR/order.edi"
+post_raw "$D" "<$id>" GLOBEX -H "Expect:"
+positive "resend after a failure: processed normally" "$D" "$id"
+post_raw "$D" "$id" GLOBEX -H "Expect:"
+mdn_check "$D" "$K/acme-signing.crt" 2>/dev/null
+check_match "resend, then again: duplicate-document warning" \
+  'processed/warning: *duplicate-document' "${MDN_DISPOSITION:-}"
+check_eq "resend, then again: MIC of the message in the duplicate's MDN" \
+  "$(cat "$D/mic.expected"), sha-256" "${MDN_MIC:-}"
+check_eq "resend, then again: still one MessageReceived" 1 \
+  "$($EVQ count event.as2_message_id="$id" <<<"$(inbound)")"
+
+# EDIINT multiple-attachments: two documents in one signed multipart/mixed
+# message -> one MessageReceived with two payloads, each with its bytes and name
+D=$STACK_DIR/multi; mkdir -p "$D"; id="multi-$RANDOM@partner.example"
+{ printf 'Content-Type: multipart/mixed; boundary="=_two/docs"\r\n\r\n--=_two/docs\r\n'
+  printf 'Content-Type: application/edi-x12\r\nContent-Disposition: attachment; filename="a.edi"\r\n\r\n'
+  cat "$STACK_DIR/order.edi"
+  printf '\r\n--=_two/docs\r\nContent-Type: application/octet-stream\r\n'
+  printf 'Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename="b.bin"\r\n\r\n'
+  base64 -w 76 "$STACK_DIR/binary.bin" | sed 's/$/\r/'
+  printf -- '--=_two/docs--\r\n'; } >"$D/entity"
+openssl cms -sign -binary -crlfeol -md sha256 -in "$D/entity" -signer "$AS2_SIGNER" \
+  -inkey "$AS2_SIGNER_KEY" -out "$D/signed.eml"
+openssl dgst -sha256 -binary "$D/entity" | base64 -w0 >"$D/mic.expected"
+python3 -c "
+import sys; d = open(sys.argv[1] + '/signed.eml', 'rb').read()
+head, _, body = d.partition(b'\r\n\r\n')
+ct = [l.split(b':', 1)[1].strip() for l in head.replace(b'\r\n\t', b' ').replace(b'\r\n ', b' ').split(b'\r\n') if l.lower().startswith(b'content-type:')][0]
+open(sys.argv[1] + '/ctype', 'wb').write(ct); open(sys.argv[1] + '/body', 'wb').write(body)" "$D"
+echo binary >"$D/cte"
+post_raw "$D" "<$id>" GLOBEX -H "Expect:"
+positive "multiple attachments" "$D" "$id"
+EV=$(inbound)
+check_eq "multiple attachments: payload 1 bytes" "$(sha256sum "$STACK_DIR/order.edi" | cut -d' ' -f1)" \
+  "$($EVQ get event.payloads.0.sha256 event.as2_message_id="$id" <<<"$EV")"
+check_eq "multiple attachments: payload 2 bytes" "$(sha256sum "$STACK_DIR/binary.bin" | cut -d' ' -f1)" \
+  "$($EVQ get event.payloads.1.sha256 event.as2_message_id="$id" <<<"$EV")"
+check_eq "multiple attachments: payload 2 name" b.bin \
+  "$($EVQ get event.payloads.1.filename event.as2_message_id="$id" <<<"$EV")"
+check_match "multiple attachments: the MDN announces EDIINT-Features multiple-attachments" \
+  '^EDIINT-Features:.*multiple-attachments' "$(tr -d '\r' <"$D/resp.headers" | grep -i '^EDIINT-Features:')"
 
 # --- AS2-level rejections: negative MDNs + a ConnectionRejected event each ----
 # neg NAME EXPECTED_MODIFIER EXPECTED_KIND [var=value...] — builds, posts, checks

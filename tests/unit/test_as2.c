@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <strings.h>
 
 #include <cmocka.h>
 
@@ -910,6 +911,506 @@ static void test_multipart_payloads(void **state)
     free(b.buf);
 }
 
+/* ---- fault classes of issue 4, built by hand around `openssl cms` ------------ */
+
+/* A detached DER SignedData over ent (openssl cms -sign -binary -outform DER). */
+static unsigned char *detached_sig(const unsigned char *ent, size_t elen, const char *md,
+                                   size_t *sig_len)
+{
+    char in[300], out[300];
+    path(in, sizeof(in), "hand_entity.bin");
+    path(out, sizeof(out), "hand_sig.der");
+    tk_write(in, ent, elen);
+    tk_run("openssl", "cms", "-sign", "-binary", "-md", md, "-in", in, "-signer", p_crt, "-inkey",
+           p_key, "-outform", "DER", "-out", out, NULL);
+    return tk_read(out, sig_len);
+}
+
+/* How a hand-made multipart/signed is written on the wire. */
+struct hand {
+    const char *eol;      /* line end of delimiters and signature headers: "\r\n" or "\n" */
+    const char *boundary; /* as it appears on delimiter lines */
+    const char *ctype;    /* the HTTP Content-Type (with the boundary parameter) */
+    const char *sig_cte;  /* "base64", "binary", "BASE64"... NULL: no CTE header, base64 body */
+    const char *md;       /* signing digest for openssl */
+    const char *preamble; /* NULL: none */
+};
+
+/* multipart/signed around ent, assembled byte by byte; b owns the body. */
+static void hand_signed(struct built *b, const struct hand *h, const unsigned char *ent,
+                        size_t elen)
+{
+    size_t sl;
+    unsigned char *sig = detached_sig(ent, elen, h->md ? h->md : "sha256", &sl);
+    struct tk_buf o = {0};
+    const char *eol = h->eol;
+    int b64 = !h->sig_cte || strcasecmp(h->sig_cte, "binary") != 0;
+    if (h->preamble) {
+        tk_put(&o, h->preamble, strlen(h->preamble));
+        tk_put(&o, eol, strlen(eol));
+    }
+    tk_put(&o, "--", 2);
+    tk_put(&o, h->boundary, strlen(h->boundary));
+    tk_put(&o, eol, strlen(eol));
+    tk_put(&o, ent, elen);
+    tk_put(&o, eol, strlen(eol));
+    tk_put(&o, "--", 2);
+    tk_put(&o, h->boundary, strlen(h->boundary));
+    tk_put(&o, eol, strlen(eol));
+    const char *sh = "Content-Type: application/pkcs7-signature; name=smime.p7s";
+    tk_put(&o, sh, strlen(sh));
+    tk_put(&o, eol, strlen(eol));
+    if (h->sig_cte) {
+        tk_put(&o, "Content-Transfer-Encoding: ", 27);
+        tk_put(&o, h->sig_cte, strlen(h->sig_cte));
+        tk_put(&o, eol, strlen(eol));
+    }
+    tk_put(&o, eol, strlen(eol));
+    if (b64) {
+        for (size_t i = 0; i < sl; i += 48) {
+            unsigned char line[80];
+            int n = EVP_EncodeBlock(line, sig + i, (int)(sl - i < 48 ? sl - i : 48));
+            tk_put(&o, line, (size_t)n);
+            tk_put(&o, eol, strlen(eol));
+        }
+    } else {
+        tk_put(&o, sig, sl);
+        tk_put(&o, eol, strlen(eol));
+    }
+    tk_put(&o, "--", 2);
+    tk_put(&o, h->boundary, strlen(h->boundary));
+    tk_put(&o, "--", 2);
+    tk_put(&o, eol, strlen(eol));
+    free(sig);
+    memset(b, 0, sizeof(*b));
+    snprintf(b->ctype, sizeof(b->ctype), "%s", h->ctype);
+    b->buf = o.p;
+    b->len = o.len;
+    b->req.content_type = b->ctype;
+    b->req.body = b->buf;
+    b->req.body_len = b->len;
+}
+
+/* base64(<md>(data)) by `openssl dgst`, the independent MIC. */
+static void mic_of(const char *md, const void *data, size_t len, char *out, size_t outlen)
+{
+    char f[300];
+    path(f, sizeof(f), "mic_input.bin");
+    tk_write(f, data, len);
+    openssl_mic(md, f, out, outlen);
+}
+
+/* Receives req, failing the test with name and the error when it is refused. */
+static void receive_ok(const char *name, const struct mft_as2_request *req,
+                       const struct mft_station *st, const struct mft_partner *p,
+                       struct mft_as2_result *res)
+{
+    struct mft_err err;
+    mft_err_clear(&err);
+    if (mft_as2_receive(req, st, p, res, &err) != 0)
+        fail_msg("%s: %s: %s / %s", name, mft_err_kind_name(err.kind), err.message, err.detail);
+}
+
+/* Receives b for the default pair; asserts success and the MIC over ent. */
+static void expect_signed_ok(const char *name, struct built *b, const unsigned char *ent,
+                             size_t elen, const char *md, const char *mic_alg,
+                             struct mft_as2_result *res)
+{
+    struct mft_station st;
+    struct mft_partner p;
+    char mic[128];
+    make_pair(&st, &p, station_cert, station_key, partner_cert);
+    receive_ok(name, &b->req, &st, &p, res);
+    assert_true(res->is_signed);
+    mic_of(md, ent, elen, mic, sizeof(mic));
+    if (strcmp(res->mic_b64, mic) != 0 || strcmp(res->mic_alg, mic_alg) != 0)
+        fail_msg("%s: MIC %s, %s; expected %s, %s", name, res->mic_b64, res->mic_alg, mic, mic_alg);
+}
+
+/*
+ * Class 1, signed bytes are sacred: the signature and the MIC are over the
+ * exact bytes of the first part whatever they look like — LF-only lines
+ * everywhere, no Content-Transfer-Encoding, TAB-folded and lower-case header
+ * names, bare CR and NUL in a binary body, a multipart/related first part.
+ */
+static void test_signed_bytes_sacred(void **state)
+{
+    static const struct {
+        const char *name, *eol, *entity;
+        size_t n_payloads;
+        const char *first, *filename, *content_type;
+    } cases[] = {
+        {"LF-only, no CTE", "\n",
+         "content-type: application/EDIFACT\nContent-Disposition: attachment;\n\tfilename="
+         "\"lf.edi\"\n\nUNB+UNOA:2+SENDER+RECEIVER'\nUNH+1+ORDERS:D:96A:UN'\nUNZ+1+1'\n",
+         1, "UNB+UNOA:2+SENDER+RECEIVER'\nUNH+1+ORDERS:D:96A:UN'\nUNZ+1+1'\n", "lf.edi",
+         "application/EDIFACT"},
+        {"TAB-folded lower-case headers, CRLF", "\r\n",
+         "content-type:\tapplication/edi-x12;\r\n\tcharset=us-ascii\r\n"
+         "CONTENT-DISPOSITION: attachment;\r\n  filename=folded.x12\r\n"
+         "content-transfer-encoding: BINARY\r\n\r\nISA*00*\rbare CR\r\n",
+         1, "ISA*00*\rbare CR\r\n", "folded.x12", "application/edi-x12;\tcharset=us-ascii"},
+        {"multipart/related with two documents", "\r\n",
+         "Content-Type: multipart/related; type=\"application/xml\";\r\n"
+         "\tboundary=\"--rel/=+1\"\r\n\r\n"
+         "----rel/=+1\r\nContent-Type: application/xml\r\nContent-ID: <a@x>\r\n"
+         "Content-Disposition: attachment; filename=a.xml\r\n\r\n<a/>\r\n"
+         "----rel/=+1\r\ncontent-type: application/pdf\r\ncontent-id: <b@x>\r\n"
+         "content-transfer-encoding: base64\r\n\r\nJVBERi0=\r\n----rel/=+1--\r\n",
+         2, "<a/>", "a.xml", "application/xml"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const unsigned char *ent = (const unsigned char *)cases[i].entity;
+        size_t elen = strlen(cases[i].entity);
+        struct hand h = {.eol = cases[i].eol,
+                         .boundary = "sig_B",
+                         .ctype = "multipart/signed; protocol=\"application/pkcs7-signature\"; "
+                                  "micalg=sha-256; boundary=\"sig_B\""};
+        struct built b;
+        struct mft_as2_result res;
+        hand_signed(&b, &h, ent, elen);
+        expect_signed_ok(cases[i].name, &b, ent, elen, "sha256", "sha-256", &res);
+        assert_int_equal(res.n_payloads, cases[i].n_payloads);
+        assert_int_equal(res.payloads[0].len, strlen(cases[i].first));
+        assert_memory_equal(res.payloads[0].data, cases[i].first, strlen(cases[i].first));
+        assert_string_equal(res.payloads[0].filename, cases[i].filename);
+        assert_string_equal(res.payloads[0].content_type, cases[i].content_type);
+        if (cases[i].n_payloads == 2) {
+            assert_int_equal(res.payloads[1].len, 5);
+            assert_memory_equal(res.payloads[1].data, "%PDF-", 5);
+        }
+        mft_as2_result_free(&res);
+
+        /* re-canonicalising (LF -> CRLF, or the reverse) would change the bytes: refused */
+        size_t at = tk_find(b.buf, b.len, "\n\n", 0);
+        if (strcmp(cases[i].eol, "\n") == 0 && at != (size_t)-1) {
+            struct built c = b;
+            struct tk_buf o = {0};
+            tk_put(&o, b.buf, at);
+            tk_put(&o, "\r\n\n", 3);
+            tk_put(&o, b.buf + at + 2, b.len - at - 2);
+            c.buf = o.p;
+            c.req.body = o.p;
+            c.req.body_len = o.len;
+            struct mft_station st;
+            struct mft_partner p;
+            struct mft_err err;
+            make_pair(&st, &p, station_cert, station_key, partner_cert);
+            mft_err_clear(&err);
+            assert_int_equal(mft_as2_receive(&c.req, &st, &p, &res, &err), -1);
+            assert_int_equal(err.kind, MFT_E_SIGNATURE_INVALID);
+            mft_as2_result_free(&res);
+            free(o.p);
+        }
+        free(b.buf);
+    }
+}
+
+/*
+ * Class 2, transfer encodings: quoted-printable, 8bit, binary, base64 (any
+ * case) in the signed part; the signature part as binary DER, as base64 with
+ * or without a Content-Transfer-Encoding header; the outer entity's encoding
+ * given only as an HTTP header.
+ */
+static void test_transfer_encodings(void **state)
+{
+    static const struct {
+        const char *cte, *body, *want, *sig_cte;
+    } cases[] = {
+        {"quoted-printable", "caf=C3=A9 =3D ok=\r\n soft\r\nend  \r\n",
+         "caf\xc3\xa9 = ok soft\r\nend\r\n", "base64"},
+        {"Quoted-Printable", "x=0D=0Ay", "x\r\ny", "binary"},
+        {"8bit", "caf\xc3\xa9\r\n", "caf\xc3\xa9\r\n", NULL},
+        {"Base64", "Y2Fmw6k=\r\n", "caf\xc3\xa9", "BASE64"},
+        {"7bit", "plain\r\n", "plain\r\n", "Binary"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char ent[512];
+        int n = snprintf(ent, sizeof(ent),
+                         "Content-Type: text/plain; charset=utf-8\r\n"
+                         "Content-Transfer-Encoding: %s\r\n\r\n%s",
+                         cases[i].cte, cases[i].body);
+        struct hand h = {.eol = "\r\n",
+                         .boundary = "=_te",
+                         .ctype = "multipart/signed; micalg=sha-256; boundary=\"=_te\"",
+                         .sig_cte = cases[i].sig_cte};
+        struct built b;
+        struct mft_as2_result res;
+        char name[64];
+        snprintf(name, sizeof(name), "CTE %s, signature %s", cases[i].cte,
+                 cases[i].sig_cte ? cases[i].sig_cte : "(none)");
+        hand_signed(&b, &h, (const unsigned char *)ent, (size_t)n);
+        expect_signed_ok(name, &b, (const unsigned char *)ent, (size_t)n, "sha256", "sha-256",
+                         &res);
+        assert_int_equal(res.payloads[0].len, strlen(cases[i].want));
+        assert_memory_equal(res.payloads[0].data, cases[i].want, strlen(cases[i].want));
+        mft_as2_result_free(&res);
+        free(b.buf);
+    }
+
+    /* unsigned, the encoding only in the HTTP header; the MIC over the content as sent */
+    static const struct {
+        const char *cte, *body, *want;
+    } outer[] = {
+        {"quoted-printable", "ISA*00*=3D~=\r\nIEA~\r\n", "ISA*00*=~IEA~\r\n"},
+        {"base64", "SVNBKjAwKn4=", "ISA*00*~"},
+        {"8bit", "UNB+\xc3\xa9'", "UNB+\xc3\xa9'"},
+        {NULL, "no header at all", "no header at all"},
+    };
+    struct mft_station st;
+    struct mft_partner p;
+    make_pair(&st, &p, station_cert, station_key, partner_cert);
+    for (size_t i = 0; i < sizeof(outer) / sizeof(outer[0]); i++) {
+        struct mft_as2_request req = {.content_type = "application/edi-x12",
+                                      .content_transfer_encoding = outer[i].cte,
+                                      .content_disposition = "attachment; filename=\"o.x12\"",
+                                      .body = (const unsigned char *)outer[i].body,
+                                      .body_len = strlen(outer[i].body)};
+        struct mft_as2_result res;
+        char mic[128];
+        receive_ok(outer[i].cte ? outer[i].cte : "no CTE", &req, &st, &p, &res);
+        assert_int_equal(res.payloads[0].len, strlen(outer[i].want));
+        assert_memory_equal(res.payloads[0].data, outer[i].want, strlen(outer[i].want));
+        assert_string_equal(res.payloads[0].filename, "o.x12");
+        mic_of("sha1", outer[i].body, strlen(outer[i].body), mic, sizeof(mic));
+        assert_string_equal(res.mic_b64, mic);
+        mft_as2_result_free(&res);
+    }
+}
+
+/*
+ * Class 3, algorithm names: the MIC digest is the one the partner asked for
+ * (answered in its spelling), else the one the signature really uses — read
+ * from the SignerInfo's OID, not from a micalg label that may be wrong or
+ * spelt any way.
+ */
+static void test_micalg_names(void **state)
+{
+    static const struct {
+        const char *label, *sign_md, *dno, *mic_md, *mic_alg, *sign_digest;
+    } cases[] = {
+        /* the label lies: the signature is SHA-256 */
+        {"sha1", "sha256", NULL, "sha256", "sha-256", "SHA256"},
+        {"SHA1", "sha512", NULL, "sha512", "sha-512", "SHA512"},
+        {"md5", "sha384", NULL, "sha384", "sha-384", "SHA384"},
+        {"unknown-alg", "sha1", NULL, "sha1", "sha-1", "SHA1"},
+        {"sha-256", "sha256", NULL, "sha256", "sha-256", "SHA256"},
+        /* the partner asks: its first supported digest, in its spelling */
+        {"sha-256", "sha256",
+         "signed-receipt-protocol=optional,pkcs7-signature;"
+         "signed-receipt-micalg=optional,sha_256",
+         "sha256", "sha_256", "SHA256"},
+        {"sha256", "sha256",
+         "signed-receipt-micalg = required , SHA-384 , sha1 ; "
+         "signed-receipt-protocol = required , pkcs7-signature",
+         "sha384", "SHA-384", "SHA256"},
+        {"sha1", "sha1", "Signed-Receipt-MicAlg=optional, md5, SHA1", "sha1", "SHA1", "SHA1"},
+        {"sha1", "sha256", "signed-receipt-micalg=optional, pkcs7-signature, sha-1", "sha1",
+         "sha-1", "SHA256"},
+    };
+    const char *ent = "Content-Type: application/edi-x12\r\n\r\nISA*00*micalg~\r\n";
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char ctype[200], name[200];
+        snprintf(ctype, sizeof(ctype),
+                 "multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=%s; "
+                 "boundary=mb",
+                 cases[i].label);
+        snprintf(name, sizeof(name), "micalg=%s signed with %s, options [%s]", cases[i].label,
+                 cases[i].sign_md, cases[i].dno ? cases[i].dno : "");
+        struct hand h = {.eol = "\r\n", .boundary = "mb", .ctype = ctype, .md = cases[i].sign_md};
+        struct built b;
+        struct mft_as2_result res;
+        hand_signed(&b, &h, (const unsigned char *)ent, strlen(ent));
+        b.req.disposition_notification_options = cases[i].dno;
+        expect_signed_ok(name, &b, (const unsigned char *)ent, strlen(ent), cases[i].mic_md,
+                         cases[i].mic_alg, &res);
+        assert_string_equal(res.sign_digest, cases[i].sign_digest);
+        mft_as2_result_free(&res);
+        free(b.buf);
+    }
+}
+
+/*
+ * Class 4, header syntax: boundaries made of every character class RFC 2046
+ * allows (digits, letters, ' ( ) + _ , - . / : = ? and inner spaces, leading
+ * dashes, 70 characters), quoted or not where the grammar allows it, with a
+ * preamble, parameters separated by ';' with spaces, TABs or nothing, folded,
+ * and a whole value a broken sender wrapped in quotes.
+ */
+static void test_header_syntax(void **state)
+{
+    static const char *boundaries[] = {
+        "simple",
+        "----=_Part_0_1234.5678",
+        "a/b=c+d",
+        "'()+_,-./:=?",
+        "with inner spaces",
+        "--leading-dashes--",
+        "0123456789",
+        "1234567890123456789012345678901234567890123456789012345678901234567890",
+    };
+    static const char *forms[] = {
+        "multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256; "
+        "boundary=\"%s\"",
+        "multipart/signed;boundary=\"%s\";micalg=sha256",
+        "Multipart/Signed;\tmicalg=\"sha-256\";\tBoundary=\"%s\"",
+        "multipart/signed;\r\n\tprotocol=\"application/pkcs7-signature\";\r\n boundary=\"%s\"",
+        "\"multipart/signed; micalg=sha-256; boundary=\"%s\"\"",
+        "multipart/signed ; boundary = %s ; micalg = sha-256",
+    };
+    const char *ent = "Content-Type: application/xml\r\n\r\n<order/>";
+    for (size_t i = 0; i < sizeof(boundaries) / sizeof(boundaries[0]); i++)
+        for (size_t f = 0; f < sizeof(forms) / sizeof(forms[0]); f++) {
+            int needs_quotes = strpbrk(boundaries[i], "'()+,/:=? ") != NULL;
+            if (f == sizeof(forms) / sizeof(forms[0]) - 1 && strchr(boundaries[i], ' '))
+                continue; /* an unquoted boundary cannot hold a space */
+            char ctype[400], name[500];
+            const char *at = strstr(forms[f], "%s"); /* the boundary's place */
+            snprintf(ctype, sizeof(ctype), "%.*s%s%s", (int)(at - forms[f]), forms[f],
+                     boundaries[i], at + 2);
+            snprintf(name, sizeof(name), "Content-Type [%s]%s", ctype,
+                     needs_quotes && f == 5 ? " (tspecials unquoted, as senders do)" : "");
+            struct hand h = {.eol = (i % 2) ? "\n" : "\r\n",
+                             .boundary = boundaries[i],
+                             .ctype = ctype,
+                             .preamble = (f % 2) ? "This is an S/MIME signed message" : NULL};
+            struct built b;
+            struct mft_as2_result res;
+            hand_signed(&b, &h, (const unsigned char *)ent, strlen(ent));
+            expect_signed_ok(name, &b, (const unsigned char *)ent, strlen(ent), "sha256", "sha-256",
+                             &res);
+            assert_int_equal(res.payloads[0].len, 8);
+            assert_memory_equal(res.payloads[0].data, "<order/>", 8);
+            mft_as2_result_free(&res);
+            free(b.buf);
+        }
+}
+
+/*
+ * Class 6, both orders of compression: sign-then-compress (the MIC over the
+ * signed entity inside the CompressedData) next to test_compressed's
+ * compress-then-sign, each also inside encryption.
+ */
+static void test_sign_then_compress(void **state)
+{
+    unsigned char data[PAYLOAD_LEN], ent[PAYLOAD_LEN * 2 + 512], *cent;
+    char sig_path[300], enc_in[300], enc_der[300], mic[128];
+    size_t elen, sl;
+    struct mft_station st;
+    struct mft_partner p;
+    make_pair(&st, &p, station_cert, station_key, partner_cert);
+    make_payload(data, 11);
+    make_entity(ent, &elen, data, 0);
+    mic_of("sha256", ent, elen, mic, sizeof(mic));
+
+    /* the signed entity as openssl writes it (its headers included) goes into the compression */
+    struct built s;
+    sign_entity(&s, ent, elen, p_crt, p_key);
+    path(sig_path, sizeof(sig_path), "neg_signed.eml");
+    unsigned char *signed_mime = tk_read(sig_path, &sl);
+    size_t cl = compressed_entity(&cent, signed_mime, sl, 0);
+    free(signed_mime);
+    free(s.buf);
+    for (int enc = 0; enc < 2; enc++) {
+        struct built b = {0};
+        if (enc) {
+            path(enc_in, sizeof(enc_in), "stc.bin");
+            path(enc_der, sizeof(enc_der), "stc.der");
+            tk_write(enc_in, cent, cl);
+            tk_run("openssl", "cms", "-encrypt", "-binary", "-aes-256-cbc", "-in", enc_in,
+                   "-outform", "DER", "-out", enc_der, s_crt, NULL);
+            built_from_der(&b, enc_der, 0);
+        } else {
+            path(enc_in, sizeof(enc_in), "stc.bin");
+            tk_write(enc_in, cent, cl);
+            built_from_mime(&b, enc_in);
+        }
+        b.req.max_inflated = 1 << 20;
+        struct mft_as2_result res;
+        receive_ok(enc ? "sign-then-compress in encryption" : "sign-then-compress", &b.req, &st, &p,
+                   &res);
+        assert_true(res.is_compressed);
+        assert_true(res.is_signed);
+        assert_int_equal(res.is_encrypted, enc);
+        assert_string_equal(res.mic_b64, mic);
+        assert_string_equal(res.mic_alg, "sha-256");
+        assert_int_equal(res.payloads[0].len, PAYLOAD_LEN);
+        assert_memory_equal(res.payloads[0].data, data, PAYLOAD_LEN);
+        mft_as2_result_free(&res);
+        free(b.buf);
+    }
+    free(cent);
+}
+
+/*
+ * Class 7, content without MIME headers: the bare payload encrypted (and
+ * compressed), the file name from the HTTP Content-Disposition. Content that
+ * merely looks like header lines stays content.
+ */
+static void test_headerless_content(void **state)
+{
+#define BYTES(s)                                                                                   \
+    {                                                                                              \
+        s, sizeof(s) - 1                                                                           \
+    }
+    static const struct {
+        const char *p;
+        size_t n;
+    } payloads[] = {
+        BYTES("UNA:+.? 'UNB+UNOA:2+SENDER:ZZ+RECEIVER:ZZ+200101:1200+1'UNZ+1+1'"),
+        BYTES("ISA*00*          *00*          *ZZ*A*ZZ*B~GS*PO~IEA*1~"),
+        BYTES("Date: 2024-01-01\r\nTotal: 12\r\n\r\nrows that look like a MIME entity\r\n"),
+        BYTES("\x30\x82\x01\x00 binary \x00\xff"),
+    };
+#undef BYTES
+    char in[300], der[300];
+    struct mft_station st;
+    struct mft_partner p;
+    make_pair(&st, &p, station_cert, station_key, partner_cert);
+    path(in, sizeof(in), "bare.bin");
+    path(der, sizeof(der), "bare.der");
+    for (size_t i = 0; i < sizeof(payloads) / sizeof(payloads[0]); i++)
+        for (int compress = 0; compress < 2; compress++) {
+            size_t n = payloads[i].n;
+            if (compress) { /* compressed bare content, then encrypted */
+                uLongf zl = compressBound(n);
+                unsigned char *z = malloc(zl);
+                assert_int_equal(compress2(z, &zl, (const unsigned char *)payloads[i].p, n, 6),
+                                 Z_OK);
+                struct tk_buf c = tk_compressed_ber(z, zl);
+                const char *hdr = "Content-Type: application/pkcs7-mime; "
+                                  "smime-type=compressed-data\r\n\r\n";
+                struct tk_buf e = {0};
+                tk_put(&e, hdr, strlen(hdr));
+                tk_put(&e, c.p, c.len);
+                tk_write(in, e.p, e.len);
+                free(z);
+                free(c.p);
+                free(e.p);
+            } else {
+                tk_write(in, payloads[i].p, n);
+            }
+            tk_run("openssl", "cms", "-encrypt", "-binary", "-aes-128-cbc", "-in", in, "-outform",
+                   "DER", "-out", der, s_crt, NULL);
+            struct built b = {0};
+            built_from_der(&b, der, (int)i % 2);
+            b.req.content_disposition = "attachment; filename=\"bare-file.edi\"";
+            b.req.max_inflated = 1 << 20;
+            struct mft_as2_result res;
+            char name[64];
+            snprintf(name, sizeof(name), "bare payload %zu%s", i, compress ? " compressed" : "");
+            receive_ok(name, &b.req, &st, &p, &res);
+            assert_int_equal(res.n_payloads, 1);
+            assert_int_equal(res.payloads[0].len, n);
+            assert_memory_equal(res.payloads[0].data, payloads[i].p, n);
+            assert_string_equal(res.payloads[0].filename, "bare-file.edi");
+            assert_string_equal(res.payloads[0].content_type, "");
+            assert_int_equal(res.is_compressed, compress);
+            mft_as2_result_free(&res);
+            free(b.buf);
+        }
+}
+
 static void test_modifiers(void **state)
 {
     assert_string_equal(mft_as2_disposition_modifier(MFT_E_DECRYPT_FAILED), "decryption-failed");
@@ -941,6 +1442,12 @@ int main(void)
         cmocka_unit_test(test_too_many_layers),
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_multipart_payloads),
+        cmocka_unit_test(test_signed_bytes_sacred),
+        cmocka_unit_test(test_transfer_encodings),
+        cmocka_unit_test(test_micalg_names),
+        cmocka_unit_test(test_header_syntax),
+        cmocka_unit_test(test_sign_then_compress),
+        cmocka_unit_test(test_headerless_content),
         cmocka_unit_test(test_modifiers),
     };
     int failed = cmocka_run_group_tests_name("in memory", tests, setup, teardown);

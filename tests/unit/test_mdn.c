@@ -462,6 +462,145 @@ static void test_parse_variants(void **state)
     assert_string_equal(m.text, "Duplicate = kept, soft break");
 }
 
+/*
+ * Issue 4 class 9, field variants seen in the wild, all in one report: a
+ * first part without Content-Type (text/plain by default), an extra
+ * text/rfc822-headers part, capitalised field names and disposition words,
+ * no Original-Recipient and no address type, no space before the MIC's
+ * algorithm.
+ */
+static void test_parse_field_variants(void **state)
+{
+    static const struct {
+        const char *mic_line, *mic, *alg;
+    } mics[] = {
+        {"Received-Content-MIC: abc=,sha-256", "abc=", "sha-256"},
+        {"received-content-mic:abc= , SHA256", "abc=", "SHA256"},
+        {"RECEIVED-CONTENT-MIC: \"abc=\", sha_256", "abc=", "sha_256"},
+        {"Received-Content-MIC: abc=", "abc=", ""},
+    };
+    for (size_t i = 0; i < sizeof(mics) / sizeof(mics[0]); i++) {
+        char body[1500];
+        snprintf(body, sizeof(body),
+                 "--r\r\n\r\nThe message was received.\r\n"
+                 "--r\r\nContent-Type: Message/Disposition-Notification\r\n\r\n"
+                 "REPORTING-UA: Some AS2 Server\r\nfinal-recipient: RECV 1\r\n"
+                 "original-message-id: <m@x>\r\n"
+                 "DISPOSITION: Automatic-Action/MDN-Sent-Automatically; PROCESSED\r\n%s\r\n\r\n"
+                 "--r\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <m@x>\r\n"
+                 "--r--\r\n",
+                 mics[i].mic_line);
+        struct mft_mdn m;
+        struct mft_err err = {0};
+        if (mft_mdn_parse("multipart/report; report-type=disposition-notification; boundary=r",
+                          (const unsigned char *)body, strlen(body), &m, &err) != 0)
+            fail_msg("case %zu: %s (%s)", i, err.message, err.detail);
+        assert_string_equal(m.text, "The message was received.");
+        assert_string_equal(m.reporting_ua, "Some AS2 Server");
+        assert_string_equal(m.final_recipient, "RECV 1");
+        assert_string_equal(m.original_recipient, "RECV 1");
+        assert_string_equal(m.original_message_id, "<m@x>");
+        assert_string_equal(m.disposition_type, "processed");
+        assert_int_equal(mft_mdn_classify(&m), MFT_MDN_POSITIVE);
+        assert_string_equal(m.mic_b64, mics[i].mic);
+        assert_string_equal(m.mic_alg, mics[i].alg);
+    }
+}
+
+/*
+ * Class 3 on the sending side: the partner's Received-Content-MIC is compared
+ * with ours by value (decoded) under a normalised algorithm name, however it
+ * is written: folded, with blanks, without padding, any digest spelling.
+ */
+static void test_mic_by_value(void **state)
+{
+    const char *ours = "G6PhshLOERWJEIfypIh6Q3sno6cBUWJBDky1igJvDMo=";
+    static const struct {
+        const char *field;
+        int rc;
+    } cases[] = {
+        {"G6PhshLOERWJEIfypIh6Q3sno6cBUWJBDky1igJvDMo=, sha-256", 0},
+        {"G6PhshLOERWJEIfypIh6Q3sno6cBUWJBDky1igJvDMo=,SHA256", 0},
+        {"G6PhshLOERWJEIfypIh6Q3sno6cBUWJBDky1igJvDMo, sha_256", 0},
+        {"G6PhshLOERWJEIfypIh6\r\n Q3sno6cBUWJBDky1igJvDMo=, SHA-256", 0},
+        {"G6PhshLOERWJEIfypIh6Q3sno6cBUWJBDky1igJvDMo=", 0},
+        {"G6PhshLOERWJEIfypIh6Q3sno6cBUWJBDky1igJvDMA=, sha-256", -1},
+        {"G6PhshLOERWJEIfypIh6Q3sno6cBUWJBDky1igJvDMo=, sha-1", -1},
+        {"G6PhshLOERWJEIfypIh6Q3sno6cBUWJBDky1igJvDMo=*, sha-256", -1},
+        {", sha-256", -1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char body[1200];
+        snprintf(body, sizeof(body),
+                 "--r\r\nContent-Type: message/disposition-notification\r\n\r\n"
+                 "Final-Recipient: rfc822; x\r\nDisposition: automatic-action/"
+                 "MDN-sent-automatically; processed\r\nReceived-Content-MIC: %s\r\n\r\n--r--\r\n",
+                 cases[i].field);
+        struct mft_mdn m;
+        struct mft_err err = {0};
+        assert_int_equal(mft_mdn_parse("multipart/report; boundary=r", (const unsigned char *)body,
+                                       strlen(body), &m, &err),
+                         0);
+        int rc = mft_mdn_evaluate(&m, NULL, 0, ours, "sha-256", NULL, &err);
+        if (rc != cases[i].rc)
+            fail_msg("case %zu [%s]: rc %d (%s %s)", i, cases[i].field, rc, err.message,
+                     err.detail);
+        if (rc < 0)
+            assert_int_equal(err.kind, MFT_E_MIC_MISMATCH);
+    }
+}
+
+/*
+ * Class 9, a corrupted signature: the real Mendelson MDN with bytes of its
+ * signature value changed, the signature cut short, or not base64 at all —
+ * each a clean MDN_SIGNATURE_INVALID, never a crash or a pass.
+ */
+static void test_corrupted_signature(void **state)
+{
+    size_t len;
+    unsigned char *buf = read_file(AS2_DIR "/pyas2-lib/mecas2_signed.mdn", &len);
+    struct mft_mdn m;
+    struct mft_err err = {0};
+    const char *mic = "O4bvrm5t2YunRfwvZicNdEUmPaPZ9vUslX8loVLDck0=";
+    assert_int_equal(mft_mdn_parse(NULL, buf, len, &m, &err), 0);
+    X509 *cert = carried_cert(&m);
+    assert_int_equal(mft_mdn_evaluate(&m, cert, 1, mic, "sha-256", NULL, &err), 0);
+    /* where the base64 signature is in buf, without its trailing line break */
+    size_t s0 = (size_t)(m.signature.p - buf), s1 = s0 + m.signature.len;
+    while (s1 > s0 && (buf[s1 - 1] == '\r' || buf[s1 - 1] == '\n' || buf[s1 - 1] == '='))
+        s1--;
+    for (int k = 0; k < 5; k++) {
+        unsigned char *copy = malloc(len);
+        assert_non_null(copy);
+        memcpy(copy, buf, len);
+        size_t cut = len;
+        if (k < 3) { /* one character of the signature value (the DER's last bytes) */
+            size_t at = s1 - 4 - (size_t)k * 60;
+            while (copy[at] == '\r' || copy[at] == '\n')
+                at--;
+            copy[at] = copy[at] == 'A' ? 'B' : 'A';
+        } else if (k == 3) { /* not base64 */
+            memset(copy + s0 + 10, '!', 8);
+        } else { /* half the signature gone */
+            memmove(copy + s0 + (s1 - s0) / 2, copy + s1, len - s1);
+            cut = len - (s1 - s0 - (s1 - s0) / 2);
+        }
+        struct mft_mdn c;
+        int verified = -1;
+        if (mft_mdn_parse(NULL, copy, cut, &c, &err) == 0) {
+            assert_int_equal(mft_mdn_evaluate(&c, cert, 1, mic, "sha-256", &verified, &err), -1);
+            if (err.kind != MFT_E_MDN_SIGNATURE_INVALID)
+                fail_msg("corruption %d: %s", k, mft_err_kind_name(err.kind));
+            assert_int_equal(verified, 0);
+        } else {
+            assert_int_equal(err.kind, MFT_E_MALFORMED_MESSAGE);
+        }
+        free(copy);
+    }
+    X509_free(cert);
+    free(buf);
+}
+
 /* ------------------------------------------------------------- build */
 
 static void assert_crlf_only(const unsigned char *p, size_t n)
@@ -799,6 +938,9 @@ int main(void)
         cmocka_unit_test(test_evaluate),
         cmocka_unit_test(test_not_an_mdn),
         cmocka_unit_test(test_parse_variants),
+        cmocka_unit_test(test_parse_field_variants),
+        cmocka_unit_test(test_mic_by_value),
+        cmocka_unit_test(test_corrupted_signature),
         cmocka_unit_test(test_build_parse_unsigned),
         cmocka_unit_test(test_build_errors),
         cmocka_unit_test(test_build_signed_ec),
