@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +121,17 @@ static void declare_metrics(void)
     mft_metric_declare("mft_config_version", "gauge", "configuration version in force");
 }
 
+/* libmicrohttpd's own messages (malformed requests it answers itself, clients
+ * gone mid-upload) as JSON log lines, like everything else on stderr. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    (void)cls;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    msg[strcspn(msg, "\r\n")] = '\0';
+    mft_warn("http.server", msg);
+}
+
 static struct MHD_Daemon *start_listener(struct ingress *in, const char *addr, int tls,
                                          const char *priorities, long max_conn, long timeout_s)
 {
@@ -136,11 +148,13 @@ static struct MHD_Daemon *start_listener(struct ingress *in, const char *addr, i
             MHD_OPTION_HTTPS_CERT_CALLBACK, mft_tlssrv_cert_callback(), MHD_OPTION_HTTPS_PRIORITIES,
             priorities, MHD_OPTION_NOTIFY_CONNECTION, receive_connection, in,
             MHD_OPTION_NOTIFY_COMPLETED, receive_completed, in, MHD_OPTION_CONNECTION_LIMIT,
-            (unsigned)max_conn, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)timeout_s, MHD_OPTION_END);
+            (unsigned)max_conn, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)timeout_s,
+            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
     return MHD_start_daemon(flags, 0, NULL, NULL, receive_handler, in, MHD_OPTION_SOCK_ADDR, &sa,
                             MHD_OPTION_NOTIFY_COMPLETED, receive_completed, in,
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)max_conn,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)timeout_s, MHD_OPTION_END);
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)timeout_s,
+                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
 }
 
 int main(int argc, char **argv)

@@ -23,6 +23,7 @@
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,13 +48,15 @@ struct request {
     char async_url[512]; /* Receipt-Delivery-Option: the MDN goes there, not in the answer */
 };
 
-/* Copies a header value, trimmed and without the quotes a sender may add. */
-static void header_copy(struct MHD_Connection *conn, const char *name, char *out, size_t outlen)
+/* Copies a header value, trimmed and without the quotes a sender may add.
+ * Returns 0, or -1 when the value is longer than out can hold (then cut). */
+static int header_copy(struct MHD_Connection *conn, const char *name, char *out, size_t outlen)
 {
     const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
+    int rc = 0;
     out[0] = '\0';
     if (!v)
-        return;
+        return 0;
     while (*v == ' ' || *v == '\t')
         v++;
     size_t n = strlen(v);
@@ -63,10 +66,13 @@ static void header_copy(struct MHD_Connection *conn, const char *name, char *out
         v++;
         n -= 2;
     }
-    if (n >= outlen)
+    if (n >= outlen) {
         n = outlen - 1;
+        rc = -1;
+    }
     memcpy(out, v, n);
     out[n] = '\0';
+    return rc;
 }
 
 static const char *header(struct MHD_Connection *conn, const char *name)
@@ -335,9 +341,11 @@ static void begin(struct request *rq, struct MHD_Connection *conn, const char *u
     peer_address_of(conn, rq->peer_address, sizeof(rq->peer_address));
     mft_uuid4(rq->uuid);
     rq->received_ms = mft_now_ms();
-    header_copy(conn, "AS2-From", rq->as2_from, sizeof(rq->as2_from));
-    header_copy(conn, "AS2-To", rq->as2_to, sizeof(rq->as2_to));
-    header_copy(conn, "Message-ID", rq->message_id, sizeof(rq->message_id));
+    int long_from = header_copy(conn, "AS2-From", rq->as2_from, sizeof(rq->as2_from)) < 0;
+    int long_to = header_copy(conn, "AS2-To", rq->as2_to, sizeof(rq->as2_to)) < 0;
+    /* the MDN repeats the Message-ID in a field of at most 998 bytes (RFC 5322) */
+    int long_mid = header_copy(conn, "Message-ID", rq->message_id, sizeof(rq->message_id)) < 0 ||
+                   strlen(rq->message_id) > MFT_AS2_MAX_MESSAGE_ID;
 
     if (strcmp(method, "POST") != 0) {
         rq->fail_status = 405;
@@ -347,6 +355,19 @@ static void begin(struct request *rq, struct MHD_Connection *conn, const char *u
     if (strcmp(url, "/as2") != 0 && strncmp(url, "/as2/", 5) != 0) {
         rq->fail_status = 404;
         mft_err_set(&rq->fail, MFT_E_HTTP_BAD_REQUEST, "the AS2 endpoint is /as2");
+        return;
+    }
+    if (long_from || long_to || long_mid) { /* refused before anything is kept */
+        rq->fail_status = 400;
+        mft_err_set(&rq->fail, MFT_E_HTTP_BAD_REQUEST, "AS2 header too long:%s%s%s",
+                    long_from ? " AS2-From" : "", long_to ? " AS2-To" : "",
+                    long_mid ? " Message-ID" : "");
+        mft_err_detail(&rq->fail, "AS2-From and AS2-To: at most %zu bytes, Message-ID: %d",
+                       sizeof(rq->as2_from) - 1, MFT_AS2_MAX_MESSAGE_ID);
+        snprintf(rq->fail.remedy, sizeof(rq->fail.remedy),
+                 "the partner must shorten the header (Message-ID: at most %d bytes, as the MDN "
+                 "repeats it in one line)",
+                 MFT_AS2_MAX_MESSAGE_ID);
         return;
     }
     const char *cl = header(conn, "Content-Length");
@@ -402,6 +423,49 @@ static void begin(struct request *rq, struct MHD_Connection *conn, const char *u
     }
 }
 
+/* The host of an http(s) URL into out (lower-cased, IPv6 without brackets). */
+static void url_host(const char *url, char *out, size_t outlen)
+{
+    const char *p = strstr(url, "://");
+    size_t n = 0;
+    out[0] = '\0';
+    if (!p)
+        return;
+    p += 3;
+    const char *at = strpbrk(p, "@/?#");
+    if (at && *at == '@')
+        p = at + 1;
+    if (*p == '[') {
+        const char *e = strchr(++p, ']');
+        n = e ? (size_t)(e - p) : 0;
+    } else {
+        n = strcspn(p, ":/?#");
+    }
+    if (n >= outlen)
+        n = 0;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (char)tolower((unsigned char)p[i]);
+    out[n] = '\0';
+}
+
+/*
+ * Where an asynchronous MDN may go: the host of the partner's registered AS2
+ * URL (its "send" settings); a partner registered without one may name any
+ * host only when it authenticated with its TLS client certificate.
+ */
+static int async_url_allowed(const struct request *rq)
+{
+    char want[256], got[256];
+    url_host(rq->async_url, got, sizeof(got));
+    if (!got[0])
+        return 0;
+    if (rq->partner->send.enabled && rq->partner->send.url[0]) {
+        url_host(rq->partner->send.url, want, sizeof(want));
+        return strcmp(want, got) == 0;
+    }
+    return rq->tls != NULL;
+}
+
 /* Negative MDN for an AS2-level failure, with the failure event. */
 static enum MHD_Result fail_as2(struct request *rq, struct MHD_Connection *conn,
                                 const struct mft_as2_result *res, const struct mft_err *err)
@@ -454,6 +518,9 @@ static enum MHD_Result take_mdn(struct request *rq, struct MHD_Connection *conn,
     return answer_text(conn, 200, "MDN received");
 }
 
+/* How long a Message-ID stays claimed if the process dies while receiving it. */
+#define DUP_CLAIM_MS (15L * 60 * 1000)
+
 static enum MHD_Result finish(struct request *rq, struct MHD_Connection *conn)
 {
     struct ingress *in = rq->in;
@@ -463,7 +530,8 @@ static enum MHD_Result finish(struct request *rq, struct MHD_Connection *conn)
     const unsigned char *body = NULL;
     size_t body_len = 0;
     enum MHD_Result ret;
-    int kept = 0;
+    int kept = 0, claimed = 0;
+    char dup_id[sizeof(rq->message_id)];
     memset(&res, 0, sizeof(res));
     mft_err_clear(&err);
 
@@ -498,11 +566,23 @@ static enum MHD_Result finish(struct request *rq, struct MHD_Connection *conn)
     int mdn_wanted = header(conn, "Disposition-Notification-To") != NULL;
     const char *mdn_mode = mdn_wanted ? "sync" : "none";
     if (mdn_wanted && header(conn, "Receipt-Delivery-Option")) {
-        header_copy(conn, "Receipt-Delivery-Option", rq->async_url, sizeof(rq->async_url));
-        if (strncmp(rq->async_url, "https://", 8) == 0 || strncmp(rq->async_url, "http://", 7) == 0)
-            mdn_mode = "async";
-        else
+        int cut =
+            header_copy(conn, "Receipt-Delivery-Option", rq->async_url, sizeof(rq->async_url)) < 0;
+        if (cut || (strncmp(rq->async_url, "https://", 8) != 0 &&
+                    strncmp(rq->async_url, "http://", 7) != 0)) {
             rq->async_url[0] = '\0'; /* mailto: and the like: answered synchronously */
+        } else if (!async_url_allowed(rq)) {
+            /* never POST to wherever a request names (server-side request
+             * forgery): the MDN goes back in this answer instead */
+            mft_warn("mdn.async_refused",
+                     "the asynchronous MDN URL is not on the partner's registered host; "
+                     "answering synchronously",
+                     "message_id", rq->message_id, "partner", rq->partner->id, "url",
+                     rq->async_url);
+            rq->async_url[0] = '\0';
+        } else {
+            mdn_mode = "async";
+        }
     }
     if (mft_as2_receive(&req, rq->station, rq->partner, &res, &err) < 0) {
         ret = fail_as2(rq, conn, &res, &err);
@@ -510,9 +590,28 @@ static enum MHD_Result finish(struct request *rq, struct MHD_Connection *conn)
     }
 
     /* A duplicate: same partner, same Message-ID (with or without its angle
-     * brackets), already processed successfully; a failed one is not recorded. */
-    char first[64], dup_id[sizeof(rq->message_id)];
+     * brackets), already processed successfully; a failed one is not recorded.
+     * The Message-ID is claimed first, so that copies arriving together are not
+     * all kept: a copy that finds it claimed is answered 503 (retry), and its
+     * retry then finds the first copy recorded and gets the duplicate MDN. */
+    char first[64];
     mft_as2_bare_message_id(rq->message_id, dup_id, sizeof(dup_id));
+    claimed = mft_store_dup_claim(in->store, rq->partner->id, dup_id, rq->uuid, DUP_CLAIM_MS, &err);
+    if (claimed < 0) {
+        claimed = 0;
+        ret = fail_unavailable(rq, conn, &err);
+        goto out;
+    }
+    if (claimed == 0) {
+        mft_err_set(&err, MFT_E_DUPLICATE,
+                    "a copy of this message is being received on another connection");
+        mft_err_detail(&err, "partner %s, Message-ID %s", rq->partner->id, rq->message_id);
+        snprintf(err.remedy, sizeof(err.remedy),
+                 "nothing to do: the partner's retry gets the MDN of the first copy");
+        reject(rq, "as2", 503, "", &err);
+        ret = answer_error(conn, 503, &err);
+        goto out;
+    }
     int dup = mft_store_dup_get(in->store, rq->partner->id, dup_id, first, sizeof(first), &err);
     if (dup < 0) {
         ret = fail_unavailable(rq, conn, &err);
@@ -637,6 +736,11 @@ static enum MHD_Result finish(struct request *rq, struct MHD_Connection *conn)
     ret =
         answer_mdn(rq, conn, "processed", &res, "The AS2 message was received and kept.\r\n", NULL);
 out:
+    if (claimed) {
+        struct mft_err rerr;
+        mft_err_clear(&rerr);
+        mft_store_dup_release(in->store, rq->partner->id, dup_id, rq->uuid, &rerr);
+    }
     if (body)
         mft_payload_unmap(body, body_len);
     if (kept)

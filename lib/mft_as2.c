@@ -53,6 +53,7 @@ struct as2_ctx {
     struct mft_as2_result *res;
     struct mft_err *err;
     /* MIC algorithm the partner asked for in signed-receipt-micalg, if any we support */
+    size_t inflated; /* bytes inflated so far, over all compression layers */
     const char *dno_ossl;
     char dno_spelling[32];
     int mic_done;
@@ -394,8 +395,18 @@ static int do_pkcs7_mime(struct as2_ctx *c, const struct layer *l, const struct 
     } else if (kind == CMS_COMPRESSED) {
         size_t max = c->req->max_inflated ? c->req->max_inflated : AS2_DEFAULT_MAX_INFLATED;
         c->res->is_compressed = 1;
-        if (!(sp = new_spill(c)) || mft_smime_uncompress_to(der.p, der.len, max, sp, c->err) < 0)
+        /* one budget for all compression layers: nesting must not multiply it */
+        if (!(sp = new_spill(c)) ||
+            mft_smime_uncompress_to(der.p, der.len, max > c->inflated ? max - c->inflated : 0, sp,
+                                    c->err) < 0)
             return -1;
+        c->inflated += sp->size;
+        if (c->inflated > MFT_SMIME_INFLATE_FREE_BYTES &&
+            c->inflated / MFT_SMIME_INFLATE_MAX_RATIO > c->req->body_len)
+            return mft_err_set(c->err, MFT_E_DECOMPRESS_FAILED,
+                               "the compression ratio exceeds %u:1 over the whole message "
+                               "(nested compression: decompression bomb?)",
+                               MFT_SMIME_INFLATE_MAX_RATIO);
     } else if (kind == CMS_SIGNED) {
         const char *st = mft_mime_param(ct, "smime-type");
         return mft_err_set(c->err, MFT_E_MALFORMED_MESSAGE,

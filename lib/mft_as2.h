@@ -25,6 +25,7 @@ struct mft_as2_spills;
 
 #define MFT_AS2_MAX_LAYERS 6
 #define MFT_AS2_MAX_PAYLOADS 16
+#define MFT_AS2_MAX_MESSAGE_ID 998 /* an MDN repeats it in one header field (RFC 5322) */
 
 struct mft_as2_request {
     const char *content_type;              /* HTTP Content-Type (required) */

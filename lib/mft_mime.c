@@ -101,6 +101,42 @@ static int has_content_type(const struct mft_mime_entity *e)
     return 0;
 }
 
+/* Does buf start with a MIME header field (Content-..., MIME-Version)? */
+static int starts_as_mime(const unsigned char *buf, size_t len)
+{
+    static const char *const prefixes[] = {"content-", "mime-version:"};
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+        size_t n = strlen(prefixes[i]), k = 0;
+        while (k < n && k < len && lower(buf[k]) == (unsigned char)prefixes[i][k])
+            k++;
+        if (k == n)
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * Does content that failed as a header block still hold one a line or more
+ * down (a Content-Type field before the first blank line)? That is a MIME
+ * entity whose first bytes were damaged (e.g. a flipped CBC block), not raw
+ * content: raw EDI, XML or flat files do not carry MIME fields at line starts.
+ */
+static int damaged_mime(const unsigned char *buf, size_t len)
+{
+    size_t pos = 0, line = 0;
+    while (pos < len && pos < MIME_MAX_HEADER_LINE) {
+        size_t eol = header_line_end(buf, len, pos);
+        if (eol == SIZE_MAX || line_content_len(buf, pos, eol) == 0)
+            return 0;
+        if (line > 0 && eol - pos >= 13 &&
+            strncasecmp((const char *)buf + pos, "content-type:", 13) == 0)
+            return 1;
+        pos = eol < len ? eol + 1 : len;
+        line++;
+    }
+    return 0;
+}
+
 int mft_mime_parse(const unsigned char *buf, size_t len, int allow_headerless,
                    struct mft_mime_entity *out, struct mft_err *err)
 {
@@ -114,6 +150,13 @@ int mft_mime_parse(const unsigned char *buf, size_t len, int allow_headerless,
 
     size_t pos = 0;
     struct mft_mime_header *cur = NULL;
+    /* Content that starts with a MIME field (Content-*, MIME-Version) is a MIME
+     * entity: if its header block then breaks, that is an error, never raw
+     * content (a damaged decrypted entity must not pass as an unsigned payload).
+     * Only content whose first line is not such a field may be headerless. */
+    int mime_start = starts_as_mime(buf, len);
+    if (mime_start)
+        allow_headerless = 0;
     while (pos < len) {
         size_t eol = header_line_end(buf, len, pos);
         if (eol == SIZE_MAX)
@@ -124,7 +167,7 @@ int mft_mime_parse(const unsigned char *buf, size_t len, int allow_headerless,
 
         if (n == 0) { /* blank line (or a lone CR at the end): end of the header block */
             if (allow_headerless && pos > 0 && !has_content_type(out))
-                goto headerless;
+                goto headerless; /* name: value lines of raw content (EDIFACT) */
             out->body.p = buf + next;
             out->body.len = len - next;
             return 0;
@@ -176,6 +219,11 @@ not_header:
 
 headerless: /* raw content without MIME headers: all of it is the body */
     memset(out, 0, sizeof(*out));
+    if (damaged_mime(buf, len)) {
+        mft_err_set(err, MFT_E_MALFORMED_MESSAGE,
+                    "the content is a MIME entity whose header block is damaged");
+        return mft_err_detail(err, "a Content-Type field follows lines that are not header fields");
+    }
     out->whole.p = buf;
     out->whole.len = len;
     out->body.p = buf;

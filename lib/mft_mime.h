@@ -48,7 +48,11 @@ int mft_span_ieq(const struct mft_span *s, const char *str);
  * decrypted content that some products send without MIME headers). With
  * allow_headerless, a header block must also end in a blank line and hold a
  * Content-Type field (raw EDIFACT lines look like "name: value" headers);
- * otherwise the whole buffer is the body.
+ * otherwise the whole buffer is the body — except that a buffer starting with
+ * a MIME field (Content-*, MIME-Version) is always a MIME entity, and one whose
+ * first lines are damaged but which carries a Content-Type field further down
+ * its header block is refused (MFT_E_MALFORMED_MESSAGE): a damaged entity
+ * must never pass as raw, unsigned content.
  * Returns 0 or -1 with err set. Spans borrow buf.
  */
 int mft_mime_parse(const unsigned char *buf, size_t len, int allow_headerless,

@@ -289,6 +289,12 @@ static int envelope_split(const unsigned char *der, size_t len, struct mft_buf *
             seen_set |= h.id == 0x31;             /* recipientInfos */
             if (mft_ber_skip(&env, &h, &raw, &rl) < 0)
                 goto bad;
+            if (env_body.len + rl > MFT_SMIME_MAX_ENVELOPE) {
+                mft_err_set(err, MFT_E_MALFORMED_MESSAGE,
+                            "the EnvelopedData carries more than %zu bytes besides its content",
+                            MFT_SMIME_MAX_ENVELOPE);
+                goto out;
+            }
             mft_buf_add(&env_body, raw, rl);
             continue;
         }
@@ -344,6 +350,13 @@ static int envelope_split(const unsigned char *der, size_t len, struct mft_buf *
     mft_buf_add(skel, env_body.p, env_body.len);
     if (!skel->p || skel->oom) {
         mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+        goto out;
+    }
+    if (skel->len > MFT_SMIME_MAX_ENVELOPE) { /* parsed whole by OpenSSL: bounded */
+        mft_err_set(err, MFT_E_MALFORMED_MESSAGE,
+                    "the EnvelopedData carries more than %zu bytes besides its content",
+                    MFT_SMIME_MAX_ENVELOPE);
+        mft_err_detail(err, "%zu bytes of recipients and attributes", skel->len);
         goto out;
     }
     rc = 0;
@@ -516,6 +529,12 @@ int mft_smime_verify_detached(const unsigned char *data, size_t len, const unsig
         mft_err_set(
             err, MFT_E_SIGNATURE_INVALID,
             "the message is signed but no signing certificate is registered for the partner");
+        goto out;
+    }
+    if (sig_len > MFT_SMIME_MAX_SIGNATURE) { /* it is parsed whole: bounded */
+        mft_err_set(err, MFT_E_MALFORMED_MESSAGE, "the signature part is larger than %zu bytes",
+                    MFT_SMIME_MAX_SIGNATURE);
+        mft_err_detail(err, "%zu bytes", sig_len);
         goto out;
     }
     if (!(cms = cms_parse(sig, sig_len, err)))
@@ -717,8 +736,8 @@ out:
 
 /* ---- uncompress ----------------------------------------------------------- */
 
-#define INFLATE_FREE_BYTES (1u << 20) /* below this, no ratio check */
-#define INFLATE_MAX_RATIO 1000u
+#define INFLATE_FREE_BYTES MFT_SMIME_INFLATE_FREE_BYTES /* below this, no ratio check */
+#define INFLATE_MAX_RATIO MFT_SMIME_INFLATE_MAX_RATIO
 
 static int zlib_header(const unsigned char *p, size_t n)
 {

@@ -27,6 +27,12 @@ int mft_smime_digest_name(const char *any, const char **ossl, const char **rfc);
 int mft_smime_digest_b64(const char *ossl_md, const unsigned char *data, size_t len, char *out,
                          size_t outlen, struct mft_err *err);
 
+/* Bounds on what an attacker controls besides the content itself. */
+#define MFT_SMIME_MAX_SIGNATURE ((size_t)1 << 20) /* a detached SignedData */
+#define MFT_SMIME_MAX_ENVELOPE ((size_t)1 << 20)  /* an EnvelopedData without its content */
+#define MFT_SMIME_INFLATE_MAX_RATIO 1000u         /* inflated / compressed, above 1 MB */
+#define MFT_SMIME_INFLATE_FREE_BYTES ((size_t)1 << 20)
+
 struct mft_smime_decrypted {
     unsigned char *data; /* malloc'd plaintext; caller frees */
     size_t len;

@@ -660,6 +660,53 @@ out:
     return rc;
 }
 
+int mft_store_dup_claim(struct mft_store *st, const char *partner_id, const char *message_id,
+                        const char *uuid, long lease_ms, struct mft_err *err)
+{
+    char lease[32];
+    if (check_id("partner id", partner_id, 0, err) || check_id("message uuid", uuid, 0, err))
+        return -1;
+    if (!message_id || !*message_id)
+        return mft_err_set(err, MFT_E_INTERNAL, "mft_store_dup_claim: empty message id");
+    char *d = dup_key(partner_id, message_id), *k = d ? str_fmt("%s:wip", d) : NULL;
+    free(d);
+    if (!k)
+        return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+    snprintf(lease, sizeof(lease), "%ld", lease_ms > 0 ? lease_ms : 900000L);
+    const char *a[] = {"SET", k, uuid, "NX", "PX", lease};
+    redisReply *r = run1(st, err, 6, a);
+    free(k);
+    if (!r)
+        return -1;
+    int rc = r->type == REDIS_REPLY_STATUS ? 1 : r->type == REDIS_REPLY_NIL ? 0 : -1;
+    if (rc < 0)
+        mft_err_set(err, MFT_E_STORE_UNAVAILABLE, "unexpected Redis reply to SET NX PX");
+    freeReplyObject(r);
+    return rc;
+}
+
+int mft_store_dup_release(struct mft_store *st, const char *partner_id, const char *message_id,
+                          const char *uuid, struct mft_err *err)
+{
+    /* compare-and-delete: a claim that expired and was taken over stays */
+    static const char script[] =
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
+        "return 0";
+    if (check_id("partner id", partner_id, 0, err) || !message_id || !*message_id)
+        return -1;
+    char *d = dup_key(partner_id, message_id), *k = d ? str_fmt("%s:wip", d) : NULL;
+    free(d);
+    if (!k)
+        return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+    const char *a[] = {"EVAL", script, "1", k, uuid};
+    redisReply *r = run1(st, err, 5, a);
+    free(k);
+    if (!r)
+        return -1;
+    freeReplyObject(r);
+    return 0;
+}
+
 int mft_store_message_put(struct mft_store *st, const char *uuid, const char *station_id,
                           const char *partner_id, const char *message_id, long long received_ms,
                           long dup_ttl_s, const char *const *fields, struct mft_err *err)

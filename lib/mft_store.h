@@ -65,6 +65,20 @@ int mft_store_dup_get(struct mft_store *st, const char *partner_id, const char *
                       char *out, size_t outlen, struct mft_err *err);
 
 /*
+ * The right to process one partner's Message-ID, so that copies of a message
+ * arriving at the same time (a partner resending while the first copy is
+ * still being received) are not all delivered: SET
+ * mft:dup:<partner_id>:<sha256-hex(message_id)>:wip uuid NX PX lease_ms.
+ * Returns 1 claimed, 0 another request holds it, -1 on error. Release it with
+ * mft_store_dup_release once the message is recorded (or refused); the lease
+ * frees it if the process dies.
+ */
+int mft_store_dup_claim(struct mft_store *st, const char *partner_id, const char *message_id,
+                        const char *uuid, long lease_ms, struct mft_err *err);
+int mft_store_dup_release(struct mft_store *st, const char *partner_id, const char *message_id,
+                          const char *uuid, struct mft_err *err);
+
+/*
  * Records a received message: HSET mft:msg:<uuid> with the given fields
  * (NULL-terminated key, value list; values are strings), ZADD
  * mft:msgs:<station_id> <received_ms> <uuid>, ZADD mft:msgs <received_ms> <uuid>,

@@ -28,6 +28,7 @@ cat >"$STACK_DIR/test.json" <<JSON
   {"id": "globex", "station": "acme", "as2_id": "GLOBEX",
    "signing_cert": "$K/globex-signing.crt", "encryption_cert": "$K/globex-encryption.crt",
    "tls_client_certs": ["$K/globex-client.crt", "$K/globex-client-expired.crt"],
+   "send": {"url": "https://as2.globex.example:4443/as2", "tls_server_cas": ["$K/ca.crt"]},
    "require_signature": false, "require_encryption": false, "mdn_signing": "if-requested"},
   {"id": "initech", "station": "acme", "as2_id": "INITECH",
    "signing_cert": "$K/initech-signing.crt", "encryption_cert": "$K/initech-encryption.crt",
@@ -207,6 +208,46 @@ check_eq "resend, then again: MIC of the message in the duplicate's MDN" \
   "$(cat "$D/mic.expected"), sha-256" "${MDN_MIC:-}"
 check_eq "resend, then again: still one MessageReceived" 1 \
   "$($EVQ count event.as2_message_id="$id" <<<"$(inbound)")"
+
+# copies of one message at the same time (a partner resending while the first
+# copy is still being received): exactly one is kept; the others are answered
+# 503 (retry) or, once the first is recorded, with the duplicate warning
+id="race-$RANDOM@partner.example"
+D=$STACK_DIR/race; AS2_SIGN_MD=sha256 AS2_CIPHER=aes256 as2_build "$D" "$STACK_DIR/order.edi"
+pids=()
+for i in 1 2 3 4 5 6; do
+  mkdir -p "$D/c$i"; cp "$D/body" "$D/ctype" "$D/cte" "$D/c$i/"
+  post_raw "$D/c$i" "<$id>" GLOBEX -H "Expect:" &
+  pids+=($!)
+done
+wait "${pids[@]}" # these alone: a bare wait would wait for the stack's servers too
+n200=0 n503=0 nproc=0 ndup=0
+for i in 1 2 3 4 5 6; do
+  code=$(cat "$D/c$i/http_code")
+  case $code in 200) n200=$((n200 + 1)) ;; 503) n503=$((n503 + 1)) ;; esac
+  if [ "$code" = 200 ] && mdn_check "$D/c$i" "$K/acme-signing.crt" 2>/dev/null; then
+    [[ ${MDN_DISPOSITION:-} == *"; processed" ]] && nproc=$((nproc + 1))
+    [[ ${MDN_DISPOSITION:-} == *duplicate-document* ]] && ndup=$((ndup + 1))
+  fi
+done
+check_eq "6 copies at once: each answered 200 or 503" 6 "$((n200 + n503))"
+check_eq "6 copies at once: one positive MDN, the other 200s say duplicate" "1 $((n200 - 1))" "$nproc $ndup"
+check_eq "6 copies at once: one MessageReceived" 1 "$($EVQ count event.as2_message_id="$id" <<<"$(inbound)")"
+
+# a Message-ID an MDN could not repeat (over 998 bytes): refused before anything is kept
+D=$STACK_DIR/longid; AS2_SIGN_MD=sha256 as2_build "$D" "$STACK_DIR/order.edi"
+longid="<$(printf 'x%.0s' $(seq 1100))@partner.example>"
+post_raw "$D" "$longid" GLOBEX -H "Expect:"
+check_eq "a 1,100-byte Message-ID: HTTP 400" 400 "$(cat "$D/http_code")"
+check_match "... saying which header" 'Message-ID' "$(cat "$D/resp.body")"
+
+# an asynchronous MDN asked for at a URL not on the partner's registered host
+# (server-side request forgery): never posted there, answered synchronously
+D=$STACK_DIR/ssrf; id="ssrf-$RANDOM@partner.example"
+AS2_SIGN_MD=sha256 as2_build "$D" "$STACK_DIR/order.edi"
+post_raw "$D" "<$id>" GLOBEX -H "Expect:" -H "Receipt-Delivery-Option: http://127.0.0.1:9/internal/admin"
+positive "async MDN to a foreign host: answered synchronously instead" "$D" "$id"
+check "... and the refusal is logged" grep -q '"event":"mdn.async_refused"' "$STACK_DIR/logs/ingress.log"
 
 # EDIINT multiple-attachments: two documents in one signed multipart/mixed
 # message -> one MessageReceived with two payloads, each with its bytes and name

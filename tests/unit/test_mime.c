@@ -394,6 +394,57 @@ static void test_too_many_headers(void **state)
     assert_int_equal(err.kind, MFT_E_MALFORMED_MESSAGE);
 }
 
+/*
+ * Decrypted or inflated content (allow_headerless): raw content stays raw, but
+ * a MIME entity with a damaged header block is refused, never taken as raw.
+ */
+static void test_headerless_or_damaged(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        int rc;       /* expected return */
+        size_t n_hdr; /* headers when rc == 0 (0 = the whole buffer is the body) */
+    } cases[] = {
+        /* raw EDIFACT whose first segment looks like "name: value" */
+        {"UNA:+.? 'UNB+UNOC:3+SENDER+RECEIVER+261204:0830+1'UNZ+1+1'", 0, 0},
+        {"ISA*00*          *00*~\nGS*PO*A*B~\n", 0, 0},
+        {"<?xml version=\"1.0\"?>\n<order/>\n", 0, 0},
+        /* a MIME entity without Content-Type (RFC 2045 default text/plain) */
+        {"MIME-Version: 1.0\r\nContent-Transfer-Encoding: base64\r\n\r\nQUJD\r\n", 0, 2},
+        /* the first block damaged (a flipped CBC block), the header block still there */
+        {"MIME-Version; 1.0\r\nContent-Type: multipart/signed; boundary=b\r\n\r\n--b\r\n", -1, 0},
+        {"\x93\x11garbage\x02\r\nContent-Type: application/edi-x12\r\n\r\nISA*", -1, 0},
+        /* a MIME header block that breaks, or has too many fields */
+        {"Content-Type: text/plain\r\nthis is not a header\r\n\r\nbody", -1, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct mft_mime_entity e;
+        struct mft_err err;
+        mft_err_clear(&err);
+        int rc =
+            mft_mime_parse((const unsigned char *)cases[i].in, strlen(cases[i].in), 1, &e, &err);
+        if (rc != cases[i].rc)
+            fail_msg("case %zu: rc %d, expected %d (%s)", i, rc, cases[i].rc, err.message);
+        if (rc == 0) {
+            assert_int_equal(e.n_headers, cases[i].n_hdr);
+            if (cases[i].n_hdr == 0)
+                assert_int_equal(e.body.len, strlen(cases[i].in));
+        } else {
+            assert_int_equal(err.kind, MFT_E_MALFORMED_MESSAGE);
+        }
+    }
+    /* 70 MIME fields: not raw content, an error */
+    char many[70 * 24 + 8];
+    size_t n = 0;
+    for (int i = 0; i < 70; i++)
+        n += (size_t)snprintf(many + n, sizeof(many) - n, "Content-X%02d: v\r\n", i);
+    snprintf(many + n, sizeof(many) - n, "\r\nb");
+    struct mft_mime_entity e;
+    struct mft_err err;
+    assert_int_equal(mft_mime_parse((const unsigned char *)many, strlen(many), 1, &e, &err), -1);
+}
+
 static void test_parse_value(void **state)
 {
     struct mft_mime_value v;
@@ -546,15 +597,11 @@ static void test_decode(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_mecas2_signed_wire),
-        cmocka_unit_test(test_libas2_signed),
-        cmocka_unit_test(test_mdn_files_as_mime),
-        cmocka_unit_test(test_data_cases),
-        cmocka_unit_test(test_parse_headers),
-        cmocka_unit_test(test_too_many_headers),
-        cmocka_unit_test(test_parse_value),
-        cmocka_unit_test(test_split_limits),
-        cmocka_unit_test(test_decode),
+        cmocka_unit_test(test_mecas2_signed_wire),    cmocka_unit_test(test_libas2_signed),
+        cmocka_unit_test(test_mdn_files_as_mime),     cmocka_unit_test(test_data_cases),
+        cmocka_unit_test(test_parse_headers),         cmocka_unit_test(test_too_many_headers),
+        cmocka_unit_test(test_headerless_or_damaged), cmocka_unit_test(test_parse_value),
+        cmocka_unit_test(test_split_limits),          cmocka_unit_test(test_decode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
