@@ -809,6 +809,60 @@ static void test_compressed(void **state)
     free(cent);
 }
 
+/*
+ * compress(compress(x)): each layer under the 1000:1 ratio (about 290:1 and
+ * 40:1 here), 4 MB from a few hundred bytes overall: refused as a bomb, since
+ * the budget and the ratio hold for the whole message, not per layer.
+ */
+static void test_nested_compression(void **state)
+{
+    (void)state;
+    struct mft_station st;
+    struct mft_partner p;
+    struct mft_as2_result res;
+    struct mft_err err;
+    const char *hdr = "Content-Type: application/octet-stream\r\n\r\n";
+    size_t n = (size_t)4 << 20, hl = strlen(hdr);
+    unsigned char block[100], *plain = malloc(hl + n), *c1, *c2;
+    assert_non_null(plain);
+    for (size_t i = 0; i < sizeof(block); i++)
+        block[i] = (unsigned char)(i * 151 + 17);
+    memcpy(plain, hdr, hl);
+    for (size_t i = 0; i < n; i++)
+        plain[hl + i] = block[i % sizeof(block)];
+    size_t l1 = compressed_entity(&c1, plain, hl + n, 0);
+    size_t l2 = compressed_entity(&c2, c1, l1, 0);
+    assert_true(n / l1 < 1000 && n / l2 > 1000); /* each layer passes alone, the whole does not */
+    make_pair(&st, &p, station_cert, station_key, partner_cert);
+    p.require_signature = p.require_encryption = 0;
+    char file[300];
+    struct built b = {0};
+    path(file, sizeof(file), "nested-bomb.bin");
+    tk_write(file, c2, l2);
+    built_from_mime(&b, file);
+    b.req.max_inflated = (size_t)1 << 30;
+    mft_err_clear(&err);
+    assert_int_equal(mft_as2_receive(&b.req, &st, &p, &res, &err), -1);
+    assert_int_equal(err.kind, MFT_E_DECOMPRESS_FAILED);
+    assert_non_null(strstr(err.message, "whole message"));
+    mft_as2_result_free(&res);
+
+    /* the inner layer alone is accepted: the guard is about nesting */
+    free(b.buf);
+    memset(&b, 0, sizeof(b));
+    tk_write(file, c1, l1);
+    built_from_mime(&b, file);
+    b.req.max_inflated = (size_t)1 << 30;
+    mft_err_clear(&err);
+    assert_int_equal(mft_as2_receive(&b.req, &st, &p, &res, &err), 0);
+    assert_int_equal(res.payloads[0].len, n);
+    mft_as2_result_free(&res);
+    free(b.buf);
+    free(c1);
+    free(c2);
+    free(plain);
+}
+
 static void test_too_many_layers(void **state)
 {
     struct mft_station st;
@@ -1439,6 +1493,7 @@ int main(void)
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_rc2_refused),
         cmocka_unit_test(test_compressed),
+        cmocka_unit_test(test_nested_compression),
         cmocka_unit_test(test_too_many_layers),
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_multipart_payloads),

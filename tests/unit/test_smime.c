@@ -323,6 +323,25 @@ static void streamed_case(const char *cipher, int spill_to_disk)
     free(data);
 }
 
+/* What is parsed whole is bounded: a signature part over 1 MB is refused
+ * before OpenSSL sees it. */
+static void test_signature_size_cap(void **state)
+{
+    (void)state;
+    size_t n = MFT_SMIME_MAX_SIGNATURE + 1;
+    unsigned char *big = calloc(1, n);
+    struct mft_smime_verified v;
+    struct mft_err err;
+    assert_non_null(big);
+    mft_err_clear(&err);
+    assert_int_equal(
+        mft_smime_verify_detached((const unsigned char *)"x", 1, big, n, partner_cert, &v, &err),
+        -1);
+    assert_int_equal(err.kind, MFT_E_MALFORMED_MESSAGE);
+    assert_non_null(strstr(err.message, "larger than"));
+    free(big);
+}
+
 static void test_decrypt_streamed(void **state)
 {
     (void)state;
@@ -771,6 +790,7 @@ int main(void)
         cmocka_unit_test(test_decrypt_libas2_oaep),
         cmocka_unit_test(test_decrypt_openssl_ciphers),
         cmocka_unit_test(test_decrypt_streamed),
+        cmocka_unit_test(test_signature_size_cap),
         cmocka_unit_test(test_decrypt_refused),
         cmocka_unit_test(test_decrypt_not_enveloped),
         cmocka_unit_test(test_verify_mecas2),
