@@ -156,6 +156,7 @@ static void *poll_main(void *arg)
 /* Sets the common options (brokers, logging) on conf. Returns 0 or -1. */
 static const struct mft_cfg_var bus_vars[] = {
     {"MFT_KAFKA_LINGER_MS", "1", "how long the producer waits to batch events (ms)"},
+    {"MFT_KAFKA_FETCH_WAIT_MS", "10", "how long a consumer's fetch waits for new records (ms)"},
     {NULL, NULL, NULL},
 };
 
@@ -446,7 +447,19 @@ int mft_bus_consumer_open(const char *brokers, const char *topic, const char *gr
     /* A named group is a service's: its offsets advance only past records
      * it has finished (mft_bus_consumer_done), committed every second. */
     int manual = named;
-    if (rd_kafka_conf_set(conf, "group.id", group_id, errstr, sizeof(errstr)) ||
+    /* A fetch that finds nothing waits this long; librdkafka's 500 ms default
+     * became latency on every request a service consumes (the embedded broker
+     * does not answer a waiting fetch early when a record arrives). */
+    long fetch_wait = 10;
+    char fetch_s[16];
+    if (mft_cfg_long(bus_vars, "MFT_KAFKA_FETCH_WAIT_MS", &fetch_wait) != 0 || fetch_wait < 1 ||
+        fetch_wait > 10000) {
+        mft_err_set(err, MFT_E_CONFIG, "MFT_KAFKA_FETCH_WAIT_MS must be 1..10000");
+        goto out;
+    }
+    snprintf(fetch_s, sizeof(fetch_s), "%ld", fetch_wait);
+    if (rd_kafka_conf_set(conf, "fetch.wait.max.ms", fetch_s, errstr, sizeof(errstr)) ||
+        rd_kafka_conf_set(conf, "group.id", group_id, errstr, sizeof(errstr)) ||
         rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", errstr, sizeof(errstr)) ||
         (manual &&
          (rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", errstr, sizeof(errstr)) ||
