@@ -123,6 +123,7 @@ static void declare_metrics(void)
 
 /* libmicrohttpd's own messages (malformed requests it answers itself, clients
  * gone mid-upload) as JSON log lines, like everything else on stderr. */
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char msg[512];
