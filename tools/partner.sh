@@ -95,8 +95,13 @@ as2_post() {
     -H "AS2-Version: 1.2" -H "AS2-From: $AS2_FROM" -H "AS2-To: $AS2_TO"
     -H "Message-ID: $id" -H "Content-Type: $(cat "$dir/ctype")" -H "MIME-Version: 1.0"
     -H "Content-Transfer-Encoding: $(cat "$dir/cte")" -H "Expect:"
-    -H "Content-Disposition: attachment; filename=\"$(cat "$dir/filename" 2>/dev/null || echo smime.p7m)\""
-    --data-binary "@$dir/body")
+    -H "Content-Disposition: attachment; filename=\"$(cat "$dir/filename" 2>/dev/null || echo smime.p7m)\"")
+  # curl holds a --data-binary file in memory and refuses ~1 GB: stream big ones
+  if (($(stat -c %s "$dir/body") > 268435456)); then
+    args+=(-X POST -T "$dir/body")
+  else
+    args+=(--data-binary "@$dir/body")
+  fi
   [ -n "${AS2_TLS_CERT:-}" ] && args+=(--cert "$AS2_TLS_CERT" --key "$AS2_TLS_KEY")
   [ -n "${AS2_CA:-}" ] && args+=(--cacert "$AS2_CA")
   case $mdn in
