@@ -31,14 +31,7 @@ counter = itertools.count(1)
 lock = threading.Lock()
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = 'HTTP/1.1'
-
-    def log_message(self, *args):
-        pass
-
-    def read_body(self):
-        return httpbody.read_body(self)
+class Handler(httpbody.QuietHandler):
 
     def do_POST(self):
         body = self.read_body()

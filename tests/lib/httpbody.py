@@ -1,5 +1,7 @@
-"""The request body of a BaseHTTPRequestHandler, chunked or Content-Length:
-shared by the test servers (as2_capture.py, mock_partner.py)."""
+"""What the test servers (as2_capture.py, mock_partner.py) share: the request
+body of a BaseHTTPRequestHandler, chunked or Content-Length, and a quiet
+HTTP/1.1 handler base class."""
+import http.server
 
 
 def read_body(handler):
@@ -14,3 +16,14 @@ def read_body(handler):
             out += handler.rfile.read(size)
             handler.rfile.readline()  # CRLF after the chunk
     return handler.rfile.read(int(handler.headers.get('Content-Length') or 0))
+
+
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """HTTP/1.1 (keep-alive), no access log, read_body() for POSTs."""
+    protocol_version = 'HTTP/1.1'
+
+    def log_message(self, *args):
+        pass
+
+    def read_body(self):
+        return read_body(self)

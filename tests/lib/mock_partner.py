@@ -47,14 +47,7 @@ def log(entry):
         f.write(json.dumps(entry) + '\n')
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = 'HTTP/1.1'
-
-    def log_message(self, *args):
-        pass
-
-    def body(self):
-        return httpbody.read_body(self)
+class Handler(httpbody.QuietHandler):
 
     def answer(self, status, body=b'', headers=None):
         self.send_response(status)
@@ -82,7 +75,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.answer(status, rbody, keep)
 
     def do_POST(self):
-        data = self.body()
+        data = self.read_body()
         mid = self.headers.get('Message-ID', '')
         p = self.path.split('?')[0]
         if p == '/ok-empty':
