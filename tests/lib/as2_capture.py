@@ -15,11 +15,8 @@ A request directory is written under a temporary name and renamed when
 complete, so a reader never sees half of one. Stops on SIGTERM. Test tooling
 only; python3 standard library only.
 """
-import http.server
 import itertools
 import os
-import signal
-import socketserver
 import sys
 import threading
 
@@ -58,19 +55,9 @@ class Handler(httpbody.QuietHandler):
         self.wfile.write(b'ok')
 
 
-class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
 def main():
     os.makedirs(DIR, exist_ok=True)
-    srv = Server(('127.0.0.1', 0), Handler)
-    signal.signal(signal.SIGTERM, lambda *a: threading.Thread(target=srv.shutdown).start())
-    with open(PORTFILE + '.tmp', 'w') as f:
-        f.write(str(srv.server_address[1]))
-    os.rename(PORTFILE + '.tmp', PORTFILE)
-    srv.serve_forever()
+    httpbody.serve(Handler, PORTFILE)
 
 
 if __name__ == '__main__':

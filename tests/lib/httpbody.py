@@ -2,6 +2,10 @@
 body of a BaseHTTPRequestHandler, chunked or Content-Length, and a quiet
 HTTP/1.1 handler base class."""
 import http.server
+import os
+import signal
+import socketserver
+import threading
 
 
 def read_body(handler):
@@ -27,3 +31,19 @@ class QuietHandler(http.server.BaseHTTPRequestHandler):
 
     def read_body(self):
         return read_body(self)
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def serve(handler, portfile):
+    """Serves on a free loopback port, written to portfile once listening
+    (atomically: portfile.tmp renamed), until SIGTERM."""
+    srv = Server(('127.0.0.1', 0), handler)
+    signal.signal(signal.SIGTERM, lambda *a: threading.Thread(target=srv.shutdown).start())
+    with open(portfile + '.tmp', 'w') as f:
+        f.write(str(srv.server_address[1]))
+    os.rename(portfile + '.tmp', portfile)
+    srv.serve_forever()

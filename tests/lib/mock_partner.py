@@ -19,12 +19,9 @@ Listens on a free 127.0.0.1 port (written to PORTFILE) and answers by path:
 Every request is logged as one JSON line in LOGDIR/requests.log (path,
 Message-ID, answer status). Stops on SIGTERM. Test tooling only.
 """
-import http.server
 import json
 import os
 import re
-import signal
-import socketserver
 import sys
 import threading
 import time
@@ -110,13 +107,4 @@ class Handler(httpbody.QuietHandler):
             self.answer(404, b'unknown path\n')
 
 
-class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-
-
-srv = Server(('127.0.0.1', 0), Handler)
-signal.signal(signal.SIGTERM, lambda *a: threading.Thread(target=srv.shutdown).start())
-with open(PORTFILE + '.tmp', 'w') as f:
-    f.write(str(srv.server_address[1]))
-os.rename(PORTFILE + '.tmp', PORTFILE)
-srv.serve_forever()
+httpbody.serve(Handler, PORTFILE)
