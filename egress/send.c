@@ -395,8 +395,7 @@ store_down:
               mft_err_kind_name(err.kind), "detail", err.detail);
     /* Redis, Kafka or the payload volume down: keep the record and try again.
      * Anything else cannot get better by retrying: record it as failed. */
-    if (err.kind == MFT_E_STORE_UNAVAILABLE || err.kind == MFT_E_BUS_UNAVAILABLE ||
-        err.kind == MFT_E_STORAGE || err.kind == MFT_E_NO_MEMORY)
+    if (mft_err_local_outage(err.kind))
         rc = -1;
     else
         rc = accept_failed(eg, uuid, request_id, ev, &err);

@@ -585,7 +585,10 @@ static enum MHD_Result finish(struct request *rq, struct MHD_Connection *conn)
         }
     }
     if (mft_as2_receive(&req, rq->station, rq->partner, &res, &err) < 0) {
-        ret = fail_as2(rq, conn, &res, &err);
+        /* a temporary file we could not write is our outage, not the message's
+         * fault: 503 (the partner retries), never a negative MDN */
+        ret = mft_err_local_outage(err.kind) ? fail_unavailable(rq, conn, &err)
+                                             : fail_as2(rq, conn, &res, &err);
         goto out;
     }
 

@@ -93,3 +93,9 @@ int mft_err_openssl(struct mft_err *err)
     }
     return -1;
 }
+
+int mft_err_local_outage(enum mft_err_kind kind)
+{
+    return kind == MFT_E_STORE_UNAVAILABLE || kind == MFT_E_BUS_UNAVAILABLE ||
+           kind == MFT_E_STORAGE || kind == MFT_E_NO_MEMORY;
+}

@@ -129,6 +129,11 @@ int mft_err_detail(struct mft_err *err, const char *fmt, ...) __attribute__((for
 /* Appends OpenSSL's error queue (and clears it) to err->detail. Returns -1. */
 int mft_err_openssl(struct mft_err *err);
 
+/* Whether the kind is our own side unable to take the work right now (Redis,
+ * Kafka, the payload volume, memory): the sender should try again later — an
+ * HTTP 503 or a record kept for retry, never a verdict on the message. */
+int mft_err_local_outage(enum mft_err_kind kind);
+
 /* Resets *err to OK with empty strings. */
 void mft_err_clear(struct mft_err *err);
 

@@ -863,6 +863,41 @@ static void test_nested_compression(void **state)
     free(plain);
 }
 
+/*
+ * A layer that cannot be spilled (the temporary directory is unusable) is our
+ * outage, MFT_E_STORAGE — which ingress answers with HTTP 503, not a negative
+ * MDN — and leaves nothing behind in the result.
+ */
+static void test_spill_failure(void **state)
+{
+    (void)state;
+    struct mft_station st;
+    struct mft_partner p;
+    struct mft_as2_result res;
+    struct mft_err err;
+    make_pair(&st, &p, station_cert, station_key, partner_cert);
+    p.require_signature = p.require_encryption = 0;
+    const char *b64 = "SVNBKjAwKiAgICAgICAgICAqMDAqfg==\r\n"; /* transfer-decoded: a layer */
+    struct mft_as2_request req = {.content_type = "application/edi-x12",
+                                  .content_transfer_encoding = "base64",
+                                  .body = (const unsigned char *)b64,
+                                  .body_len = strlen(b64)};
+    const char *saved = spill_dir;
+    spill_dir = "/nonexistent/mft-spill"; /* as2_receive: threshold 1 byte */
+    mft_err_clear(&err);
+    assert_int_equal(mft_as2_receive(&req, &st, &p, &res, &err), -1);
+    spill_dir = saved;
+    assert_int_equal(err.kind, MFT_E_STORAGE);
+    assert_true(mft_err_local_outage(err.kind));
+    assert_int_equal(res.n_payloads, 0);
+    mft_as2_result_free(&res);
+    /* the same request with a usable directory is received */
+    mft_err_clear(&err);
+    assert_int_equal(mft_as2_receive(&req, &st, &p, &res, &err), 0);
+    assert_int_equal(res.payloads[0].len, 22);
+    mft_as2_result_free(&res);
+}
+
 static void test_too_many_layers(void **state)
 {
     struct mft_station st;
@@ -1494,6 +1529,7 @@ int main(void)
         cmocka_unit_test(test_rc2_refused),
         cmocka_unit_test(test_compressed),
         cmocka_unit_test(test_nested_compression),
+        cmocka_unit_test(test_spill_failure),
         cmocka_unit_test(test_too_many_layers),
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_multipart_payloads),
