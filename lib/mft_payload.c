@@ -137,27 +137,20 @@ int mft_payload_begin(struct mft_payload_store *ps, const char *uuid, const char
 int mft_payload_write(struct mft_payload_writer *w, const void *data, size_t len,
                       struct mft_err *err)
 {
-    const unsigned char *p = data, *released = data, *hashed = data;
+    const unsigned char *p = data;
     while (len > 0) {
         /* a step at a time: a large payload lives in a mapping whose pages
-         * are released once hashed and written (mft_spill.h) */
-        size_t step = len < MFT_RELEASE_STEP ? len : MFT_RELEASE_STEP;
-        if (p + step > hashed) {
-            EVP_DigestUpdate(w->md, hashed, (size_t)(p + step - hashed));
-            hashed = p + step;
-        }
-        ssize_t n = write(w->fd, p, step);
+         * are released once written and hashed (mft_spill.h) */
+        ssize_t n = write(w->fd, p, len < MFT_RELEASE_STEP ? len : MFT_RELEASE_STEP);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             return storage_err(err, "cannot write", w->tmp);
+        EVP_DigestUpdate(w->md, p, (size_t)n);
+        mft_release(p, (size_t)n);
         p += n;
         len -= (size_t)n;
         w->size += (unsigned long long)n;
-        if ((size_t)(p - released) >= MFT_RELEASE_STEP || len == 0) {
-            mft_release(released, (size_t)(p - released));
-            released = p;
-        }
     }
     return 0;
 }

@@ -71,8 +71,11 @@ void mft_release(const void *p, size_t len)
     for (size_t i = 0; i < n_maps; i++) {
         if (a < maps[i].start || b > maps[i].end)
             continue;
-        /* whole pages only: a partly consumed page is still being read */
-        uintptr_t s = (a + pg - 1) & ~(pg - 1), e = b & ~(pg - 1);
+        /* from the page holding the first byte (what precedes it there was
+         * consumed before; dropping a file page is only a later re-read) to
+         * the last whole page: the page holding the next byte is still being
+         * read, and touching a dropped page re-maps its whole folio */
+        uintptr_t s = a & ~(pg - 1), e = b & ~(pg - 1);
         if (e > s)
             madvise((void *)s, e - s, MADV_DONTNEED);
         break;
@@ -177,27 +180,20 @@ int mft_spill_write(struct mft_spill *s, const void *p, size_t n, struct mft_err
 
 int mft_spill_finish(struct mft_spill *s, const unsigned char **p, size_t *len, struct mft_err *err)
 {
-    if (s->fd >= 0) {
+    if (s->fd >= 0) { /* on disk (so never empty): map it, drop the write buffer */
         if (flush(s, err) < 0)
             return -1;
+        void *m = mmap(NULL, s->size, PROT_READ, MAP_SHARED, s->fd, 0);
+        if (m == MAP_FAILED)
+            return storage_err(err, "map", s->dir);
+        mft_map_register(m, s->size);
+        s->map = m;
+        s->map_len = s->size;
+        close(s->fd); /* the mapping keeps the file */
+        s->fd = -1;
         free(s->buf);
         s->buf = NULL;
         s->cap = 0;
-        if (s->size > 0) {
-            void *m = mmap(NULL, s->size, PROT_READ, MAP_SHARED, s->fd, 0);
-            if (m == MAP_FAILED)
-                return storage_err(err, "map", s->dir);
-            s->map = m;
-            s->map_len = s->size;
-            mft_map_register(m, s->size);
-        }
-        close(s->fd); /* the mapping keeps the file */
-        s->fd = -1;
-        if (s->map) {
-            *p = s->map;
-            *len = s->map_len;
-            return 0;
-        }
     }
     if (s->map) {
         *p = s->map;

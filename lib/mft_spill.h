@@ -69,9 +69,10 @@ void mft_map_register(const void *p, size_t len);
 void mft_map_unregister(const void *p);
 
 /*
- * Drops from the process the whole pages of [p, p + len) that lie inside a
- * registered mapping; does nothing for other memory. Cheap enough to call every
- * MFT_RELEASE_STEP bytes of a walk.
+ * Drops from the process the pages from the one holding p up to the last
+ * whole page before p + len, inside a registered mapping; does nothing for
+ * other memory. Safe on any span of a mapping (the bytes stay readable), meant
+ * for what a walk has consumed; cheap enough every MFT_RELEASE_STEP bytes.
  */
 void mft_release(const void *p, size_t len);
 
