@@ -32,6 +32,15 @@
     X(TLS_CLIENT_CERT_NO_CLIENT_AUTH,                                                              \
       "the client's TLS certificate is not allowed for clientAuth",                                \
       "the partner needs a certificate with the TLS Web Client Authentication extended key usage") \
+    X(TLS_CLIENT_CHAIN_INCOMPLETE,                                                                 \
+      "the client sent its TLS certificate without the intermediate CA certificate that issued "   \
+      "it",                                                                                        \
+      "the partner must configure its AS2 client to send the full chain, or register the "         \
+      "intermediate CA")                                                                           \
+    X(TLS_OUR_CERT_REJECTED, "the partner rejected our TLS certificate",                           \
+      "send the partner the station's current TLS certificate and its CA; check its validity")     \
+    X(TLS_OWN_KEY_MISMATCH, "our TLS certificate and private key do not match",                    \
+      "re-import the station's TLS keypair: the key must belong to the certificate")               \
     X(TLS_NO_COMMON_PROTOCOL, "no common TLS protocol version",                                    \
       "the partner must enable TLS 1.2 or TLS 1.3")                                                \
     X(TLS_NO_SHARED_CIPHER, "no shared TLS cipher suite",                                          \
@@ -75,6 +84,18 @@
       "register the partner's TLS server certificate (named in the detail), its CA or its pin")    \
     X(TLS_SERVER_EXPIRED, "the server's TLS certificate has expired or is not yet valid",          \
       "the partner must renew its TLS server certificate; check the clocks of both sides")         \
+    X(TLS_SERVER_NOT_YET_VALID, "the server's TLS certificate is not yet valid",                   \
+      "check the clocks of both sides; the partner may have installed its new certificate early")  \
+    X(TLS_SERVER_SELF_SIGNED, "the server's TLS certificate is self-signed and not registered",    \
+      "register the partner's self-signed TLS server certificate (the detail names it), or its "   \
+      "pin")                                                                                       \
+    X(TLS_SERVER_CHAIN_INCOMPLETE,                                                                 \
+      "the server sent its TLS certificate without the intermediate CA certificate that issued "   \
+      "it",                                                                                        \
+      "the partner must configure its server to send the full chain, or register the "             \
+      "intermediate CA")                                                                           \
+    X(TLS_PIN_CHANGED, "the server's TLS key is not the pinned key",                               \
+      "the partner changed its TLS key: confirm it with the partner, then register the new pin")   \
     X(TLS_SERVER_NAME_MISMATCH, "the server's TLS certificate is not for the host of the URL",     \
       "check the host in the partner's URL, or register the server certificate itself")            \
     X(HTTP_STATUS, "the peer answered with an HTTP error status",                                  \
@@ -104,7 +125,7 @@ enum mft_err_kind {
 struct mft_err {
     enum mft_err_kind kind;
     char message[256];
-    char detail[1024];
+    char detail[3072];
     char remedy[256];
 };
 

@@ -199,3 +199,54 @@ json_t *mft_event_to_json(const char *ce_type, const void *value, size_t len)
     protobuf_c_message_free_unpacked(msg, NULL);
     return j;
 }
+
+static Mft__V1__TlsCertificate *tls_cert(Mft__V1__TlsCertificate *pb, const struct mft_tls_cert *c)
+{
+    if (!c->present)
+        return NULL;
+    mft__v1__tls_certificate__init(pb);
+    pb->subject = (char *)c->x.subject;
+    pb->issuer = (char *)c->x.issuer;
+    pb->serial = (char *)c->x.serial;
+    pb->sha256_fingerprint = (char *)c->x.sha256;
+    pb->not_before = (char *)c->x.not_before;
+    pb->not_after = (char *)c->x.not_after;
+    pb->names = (char *)c->names;
+    pb->key = (char *)c->key;
+    return pb;
+}
+
+Mft__V1__TlsHandshake *mft_events_tls_fill(struct mft_events_tls *b, const struct mft_tls_facts *f)
+{
+    Mft__V1__TlsHandshake *hs = &b->hs;
+    mft__v1__tls_handshake__init(hs);
+    hs->direction = (char *)f->direction;
+    hs->time = (char *)f->time;
+    hs->peer_address = (char *)f->peer_address;
+    hs->sni = (char *)f->sni;
+    hs->url_host = (char *)f->url_host;
+    hs->partner_id = (char *)f->partner_id;
+    hs->partner_basis = (char *)f->partner_basis;
+    hs->station_id = (char *)f->station_id;
+    hs->versions_offered = (char *)f->versions_offered;
+    hs->versions_accepted = (char *)f->versions_accepted;
+    hs->version = (char *)f->version;
+    hs->cipher = (char *)f->cipher;
+    hs->library_error = (char *)f->library_error;
+    hs->verify_code = f->verify_code;
+    hs->verify_result = (char *)f->verify_result;
+    for (unsigned i = 0; i < f->n_alerts && i < MFT_TLS_MAX_ALERTS; i++) {
+        Mft__V1__TlsAlert *a = &b->alerts[i];
+        mft__v1__tls_alert__init(a);
+        a->direction = f->alerts[i].sent ? "sent" : "received";
+        a->level = f->alerts[i].fatal ? "fatal" : "warning";
+        a->code = (uint32_t)f->alerts[i].code;
+        a->name = (char *)mft_tls_alert_name(f->alerts[i].code);
+        b->alert_ptrs[i] = a;
+    }
+    hs->n_alerts = f->n_alerts < MFT_TLS_MAX_ALERTS ? f->n_alerts : MFT_TLS_MAX_ALERTS;
+    hs->alerts = hs->n_alerts ? b->alert_ptrs : NULL;
+    hs->peer_certificate = tls_cert(&b->peer, &f->peer_cert);
+    hs->local_certificate = tls_cert(&b->local, &f->local_cert);
+    return hs;
+}

@@ -6,6 +6,9 @@
 #ifndef MFT_EVENTS_H
 #define MFT_EVENTS_H
 
+#include "mft_tls.h"
+#include "mft/v1/events.pb-c.h"
+
 #include <jansson.h>
 #include <protobuf-c/protobuf-c.h>
 #include <stddef.h>
@@ -33,5 +36,18 @@ const struct mft_event_type *mft_event_types(void);
  * new reference, or NULL when the type is unknown or the bytes do not decode.
  */
 json_t *mft_event_to_json(const char *ce_type, const void *value, size_t len);
+
+/*
+ * The TlsHandshake message of the facts f, for ConnectionRejected.tls and
+ * DeliveryUpdated.tls. Everything lives in *b and points into f: keep both
+ * alive until the event is packed. Returns &b->hs.
+ */
+struct mft_events_tls {
+    Mft__V1__TlsHandshake hs;
+    Mft__V1__TlsAlert alerts[MFT_TLS_MAX_ALERTS];
+    Mft__V1__TlsAlert *alert_ptrs[MFT_TLS_MAX_ALERTS];
+    Mft__V1__TlsCertificate peer, local;
+};
+Mft__V1__TlsHandshake *mft_events_tls_fill(struct mft_events_tls *b, const struct mft_tls_facts *f);
 
 #endif

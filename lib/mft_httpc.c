@@ -17,6 +17,7 @@
  * Takes references on a client identity the caller has already parsed.
  */
 #include "mft_httpc.h"
+#include "mft_tls.h"
 #include "mft_x509.h"
 
 #include <arpa/inet.h>
@@ -142,39 +143,6 @@ static int host_matches(X509 *leaf, const struct call *c)
                            NULL) == 1;
 }
 
-/* The certificate's DNS and IP names as "DNS:a, IP:1.2.3.4" ("none" if it has none). */
-static void cert_names(X509 *cert, char *buf, size_t len)
-{
-    GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
-    size_t o = 0;
-
-    buf[0] = '\0';
-    for (int i = 0; names && i < sk_GENERAL_NAME_num(names) && o + 1 < len; i++) {
-        const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
-        char ip[INET6_ADDRSTRLEN] = "";
-        int w = 0;
-        if (gn->type == GEN_DNS) {
-            w = snprintf(buf + o, len - o, "%sDNS:%.*s", o ? ", " : "",
-                         ASN1_STRING_length(gn->d.dNSName),
-                         (const char *)ASN1_STRING_get0_data(gn->d.dNSName));
-        } else if (gn->type == GEN_IPADD) {
-            int l = ASN1_STRING_length(gn->d.iPAddress);
-            const unsigned char *p = ASN1_STRING_get0_data(gn->d.iPAddress);
-            if (l == 4 || l == 16)
-                inet_ntop(l == 4 ? AF_INET : AF_INET6, p, ip, sizeof(ip));
-            w = snprintf(buf + o, len - o, "%sIP:%s", o ? ", " : "", ip[0] ? ip : "?");
-        }
-        if (w > 0)
-            o = (size_t)w < len - o ? o + (size_t)w : len - 1;
-    }
-    GENERAL_NAMES_free(names);
-    if (!buf[0]) {
-        char cn[256] = "";
-        X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof(cn));
-        snprintf(buf, len, "%s%s", cn[0] ? "no DNS/IP names, CN " : "no DNS/IP names", cn);
-    }
-}
-
 /* Appends the identifying facts of the certificate presented to e's detail. */
 static void detail_presented(struct mft_err *e, X509 *leaf)
 {
@@ -250,7 +218,7 @@ static int trust_decide(struct call *c, X509 *leaf, STACK_OF(X509) * chain)
             char names[512];
             if (host_matches(leaf, c))
                 return 1;
-            cert_names(leaf, names, sizeof(names));
+            mft_x509_names(leaf, names, sizeof(names));
             mft_err_set(&c->vfail, MFT_E_TLS_SERVER_NAME_MISMATCH,
                         "the server's TLS certificate is not issued for %s", c->host);
             mft_err_detail(&c->vfail, "the certificate names %s", names);
@@ -618,32 +586,6 @@ static unsigned long openssl_code(const char *msg)
     return end == p + 14 && *end == ':' ? e : 0;
 }
 
-/* The TLS alerts a server sends when it refuses a handshake (RFC 8446 6.2);
- * OpenSSL 3.0's own table lacks the TLS 1.3 ones. */
-static const struct {
-    int code;
-    const char *name;
-} alert_names[] = {
-    {40, "handshake_failure"},       {42, "bad_certificate"},
-    {43, "unsupported_certificate"}, {44, "certificate_revoked"},
-    {45, "certificate_expired"},     {46, "certificate_unknown"},
-    {47, "illegal_parameter"},       {48, "unknown_ca"},
-    {49, "access_denied"},           {50, "decode_error"},
-    {51, "decrypt_error"},           {70, "protocol_version"},
-    {71, "insufficient_security"},   {80, "internal_error"},
-    {86, "inappropriate_fallback"},  {109, "missing_extension"},
-    {110, "unsupported_extension"},  {112, "unrecognized_name"},
-    {116, "certificate_required"},   {120, "no_application_protocol"},
-};
-
-static const char *alert_name(int code)
-{
-    for (size_t i = 0; i < sizeof(alert_names) / sizeof(alert_names[0]); i++)
-        if (alert_names[i].code == code)
-            return alert_names[i].name;
-    return "unknown";
-}
-
 /* Alerts that mean "your client certificate is missing or not accepted". */
 static int alert_about_client_cert(int code)
 {
@@ -670,7 +612,7 @@ static int tls_failure(const struct call *c, const char *msg, struct mft_err *er
     } else if (alert_about_client_cert(c->alert_in) && !c->client_cert) {
         mft_err_set(err, MFT_E_TLS_HANDSHAKE,
                     "%s requires a TLS client certificate and none is configured (alert %d %s)",
-                    c->hostport, c->alert_in, alert_name(c->alert_in));
+                    c->hostport, c->alert_in, mft_tls_alert_name(c->alert_in));
         if (err)
             snprintf(err->remedy, sizeof(err->remedy),
                      "configure the station's TLS client certificate, and have the partner "
@@ -678,14 +620,14 @@ static int tls_failure(const struct call *c, const char *msg, struct mft_err *er
     } else if (alert_about_client_cert(c->alert_in)) {
         mft_err_set(err, MFT_E_TLS_HANDSHAKE,
                     "%s refused the TLS handshake, probably our client certificate (alert %d %s)",
-                    c->hostport, c->alert_in, alert_name(c->alert_in));
+                    c->hostport, c->alert_in, mft_tls_alert_name(c->alert_in));
         if (err)
             snprintf(err->remedy, sizeof(err->remedy),
                      "check that the partner registered the station's TLS client certificate or "
                      "its CA (named in the detail)");
     } else if (c->alert_in) {
         mft_err_set(err, MFT_E_TLS_HANDSHAKE, "%s refused the TLS handshake (alert %d %s)",
-                    c->hostport, c->alert_in, alert_name(c->alert_in));
+                    c->hostport, c->alert_in, mft_tls_alert_name(c->alert_in));
     } else {
         mft_err_set(err, MFT_E_TLS_HANDSHAKE, "the TLS handshake with %s failed", c->hostport);
     }

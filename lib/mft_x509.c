@@ -15,6 +15,7 @@
 #include "mft_x509.h"
 #include "mft_secret.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -34,6 +35,7 @@
 #include <openssl/pkcs12.h>
 #include <openssl/pkcs7.h>
 #include <openssl/provider.h>
+#include <openssl/x509v3.h>
 
 #define P12_MAX_ITEMS 64
 #define P12_MAX_DEPTH 4
@@ -896,6 +898,39 @@ void mft_x509_facts(const X509 *cert, struct mft_x509_facts *f)
     mft_x509_fingerprint_sha256(cert, f->sha256);
     mft_x509_not_before(cert, f->not_before);
     mft_x509_not_after(cert, f->not_after);
+}
+
+/* The certificate's DNS and IP names as "DNS:a, IP:1.2.3.4" ("none" if it has none). */
+void mft_x509_names(const X509 *cert, char *buf, size_t len)
+{
+    GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    size_t o = 0;
+
+    buf[0] = '\0';
+    for (int i = 0; names && i < sk_GENERAL_NAME_num(names) && o + 1 < len; i++) {
+        const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
+        char ip[INET6_ADDRSTRLEN] = "";
+        int w = 0;
+        if (gn->type == GEN_DNS) {
+            w = snprintf(buf + o, len - o, "%sDNS:%.*s", o ? ", " : "",
+                         ASN1_STRING_length(gn->d.dNSName),
+                         (const char *)ASN1_STRING_get0_data(gn->d.dNSName));
+        } else if (gn->type == GEN_IPADD) {
+            int l = ASN1_STRING_length(gn->d.iPAddress);
+            const unsigned char *p = ASN1_STRING_get0_data(gn->d.iPAddress);
+            if (l == 4 || l == 16)
+                inet_ntop(l == 4 ? AF_INET : AF_INET6, p, ip, sizeof(ip));
+            w = snprintf(buf + o, len - o, "%sIP:%s", o ? ", " : "", ip[0] ? ip : "?");
+        }
+        if (w > 0)
+            o = (size_t)w < len - o ? o + (size_t)w : len - 1;
+    }
+    GENERAL_NAMES_free(names);
+    if (!buf[0]) {
+        char cn[256] = "";
+        X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof(cn));
+        snprintf(buf, len, "%s%s", cn[0] ? "no DNS/IP names, CN " : "no DNS/IP names", cn);
+    }
 }
 
 int mft_x509_key_desc(const EVP_PKEY *key, char *buf, size_t len)

@@ -123,6 +123,10 @@ struct mft_x509_facts {
 };
 void mft_x509_facts(const X509 *cert, struct mft_x509_facts *out);
 
+/* The certificate's DNS and IP subjectAltNames as "DNS:a, IP:1.2.3.4", or
+ * "no DNS/IP names, CN x" when it has none. */
+void mft_x509_names(const X509 *cert, char *buf, size_t len);
+
 /* The public key as a short text: "RSA-2048", "EC-P-256", "ED25519" ... */
 int mft_x509_key_desc(const EVP_PKEY *key, char *buf, size_t len);
 

@@ -132,7 +132,7 @@ static void test_clear_and_detail(void **state)
     char chunk[300];
     memset(chunk, 'd', sizeof(chunk) - 1);
     chunk[sizeof(chunk) - 1] = '\0';
-    for (int i = 0; i < 10; i++) {
+    for (size_t i = 0; i < 2 * sizeof(err.detail) / sizeof(chunk); i++) {
         mft_err_detail(&err, "%s", chunk);
         assert_true(strlen(err.detail) < sizeof(err.detail));
     }
@@ -146,19 +146,20 @@ static void test_clear_and_detail(void **state)
     assert_string_equal(err.remedy,
                         "the partner must encrypt with our current encryption certificate");
 
-    /* nearly full: 1020 chars leave room for "; " + 1 char */
+    /* nearly full: size-4 chars leave room for "; " + 1 char */
+    const size_t cap = sizeof(err.detail);
     mft_err_clear(&err);
-    memset(err.detail, 'x', 1020);
-    err.detail[1020] = '\0';
+    memset(err.detail, 'x', cap - 4);
+    err.detail[cap - 4] = '\0';
     mft_err_detail(&err, "YZ");
-    assert_int_equal(strlen(err.detail), 1023);
-    assert_memory_equal(err.detail + 1020, "; Y", 3);
-    /* 1021 chars: no room for the separator and a byte, nothing appended */
+    assert_int_equal(strlen(err.detail), cap - 1);
+    assert_memory_equal(err.detail + cap - 4, "; Y", 3);
+    /* size-3 chars: no room for the separator and a byte, nothing appended */
     mft_err_clear(&err);
-    memset(err.detail, 'x', 1021);
-    err.detail[1021] = '\0';
+    memset(err.detail, 'x', cap - 3);
+    err.detail[cap - 3] = '\0';
     mft_err_detail(&err, "YZ");
-    assert_int_equal(strlen(err.detail), 1021);
+    assert_int_equal(strlen(err.detail), cap - 3);
 }
 
 static void test_openssl(void **state)
