@@ -23,12 +23,15 @@
 #include "mft_store.h"
 #include "mft_x509.h"
 
+#include <ctype.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #define MAX_ENCRYPTION (sizeof(((struct mft_station *)0)->encryption) / sizeof(struct mft_keypair))
 
@@ -368,6 +371,167 @@ static int get_bool(const json_t *root, const char *name, int def, int *out, con
     return 0;
 }
 
+/* ---- partner TLS policy ----------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    unsigned version;
+} tls_versions[] = {{"TLSv1.2", 0x0303}, {"TLSv1.3", 0x0304}};
+
+static const char *const tls_trust_names[] = {"any", "certificate", "ca", "pin", NULL};
+
+/* The IANA name without "_WITH" (GnuTLS drops it), upper case, into out. */
+static void cipher_norm(const char *in, char *out, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; in[i] && o + 1 < len; i++) {
+        if (strncmp(in + i, "_WITH_", 6) == 0)
+            i += 5; /* keep the second '_' */
+        out[o++] = (char)toupper((unsigned char)in[i]);
+    }
+    out[o] = '\0';
+}
+
+/* Returns 1 when OpenSSL knows the suite by its IANA name (TLS 1.2 or 1.3). */
+static int cipher_known(const char *iana)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+    int found = 0;
+    char want[64], have[64];
+    if (!ctx)
+        return 0;
+    cipher_norm(iana, want, sizeof(want));
+    SSL_CTX_set_security_level(ctx, 0);
+    if (SSL_CTX_set_cipher_list(ctx, "ALL:COMPLEMENTOFALL") == 1 &&
+        SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
+                                      "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_CCM_SHA256:"
+                                      "TLS_AES_128_CCM_8_SHA256") == 1) {
+        STACK_OF(SSL_CIPHER) *all = SSL_CTX_get_ciphers(ctx);
+        for (int i = 0; !found && i < sk_SSL_CIPHER_num(all); i++) {
+            const char *std = SSL_CIPHER_standard_name(sk_SSL_CIPHER_value(all, i));
+            if (!std)
+                continue;
+            cipher_norm(std, have, sizeof(have));
+            found = strcmp(want, have) == 0;
+        }
+    }
+    SSL_CTX_free(ctx);
+    return found;
+}
+
+static int tls_version_parse(const json_t *obj, const char *name, unsigned def, unsigned *out,
+                             struct mft_err *err)
+{
+    const json_t *v = json_object_get(obj, name);
+    *out = def;
+    if (!v || json_is_null(v))
+        return 0;
+    for (size_t i = 0; json_is_string(v) && i < sizeof(tls_versions) / sizeof(tls_versions[0]);
+         i++) {
+        if (strcmp(json_string_value(v), tls_versions[i].name) == 0) {
+            *out = tls_versions[i].version;
+            return 0;
+        }
+    }
+    return mft_err_set(err, MFT_E_CONFIG, "tls_policy.%s must be \"TLSv1.2\" or \"TLSv1.3\"", name);
+}
+
+int mft_tls_policy_parse(const json_t *obj, struct mft_tls_policy *out, struct mft_err *err)
+{
+    static const char *const members[] = {"min_version",  "max_version",        "ciphers",
+                                          "server_trust", "client_certificate", NULL};
+    const char *key;
+    const json_t *v;
+
+    memset(out, 0, sizeof(*out));
+    out->min_version = 0x0303;
+    out->max_version = 0x0304;
+    if (!obj || json_is_null(obj))
+        return 0;
+    if (!json_is_object(obj))
+        return mft_err_set(err, MFT_E_CONFIG, "tls_policy must be an object");
+    json_object_foreach((json_t *)obj, key, v)
+    {
+        size_t i = 0;
+        while (members[i] && strcmp(members[i], key) != 0)
+            i++;
+        if (!members[i])
+            return mft_err_set(err, MFT_E_CONFIG,
+                               "tls_policy.%s is not a setting (known: min_version, max_version, "
+                               "ciphers, server_trust, client_certificate)",
+                               key);
+    }
+    if (tls_version_parse(obj, "min_version", 0x0303, &out->min_version, err) != 0 ||
+        tls_version_parse(obj, "max_version", 0x0304, &out->max_version, err) != 0)
+        return -1;
+    if (out->min_version > out->max_version)
+        return mft_err_set(err, MFT_E_CONFIG, "tls_policy.min_version is above max_version");
+    v = json_object_get(obj, "ciphers");
+    if (v && !json_is_null(v)) {
+        if (!json_is_array(v) || json_array_size(v) == 0 ||
+            json_array_size(v) > MFT_TLS_POLICY_MAX_CIPHERS)
+            return mft_err_set(err, MFT_E_CONFIG,
+                               "tls_policy.ciphers must be a list of 1..%d IANA cipher suite names",
+                               MFT_TLS_POLICY_MAX_CIPHERS);
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            const char *c = json_string_value(json_array_get(v, i));
+            if (!c || strlen(c) >= sizeof(out->ciphers[0]) || !cipher_known(c))
+                return mft_err_set(err, MFT_E_CONFIG,
+                                   "tls_policy.ciphers[%zu] is not a cipher suite this gateway "
+                                   "knows (IANA names, e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, "
+                                   "TLS_AES_256_GCM_SHA384)",
+                                   i);
+            memcpy(out->ciphers[out->n_ciphers++], c, strlen(c) + 1);
+        }
+    }
+    v = json_object_get(obj, "server_trust");
+    if (v && !json_is_null(v)) {
+        size_t i = 0;
+        while (json_is_string(v) && tls_trust_names[i] &&
+               strcmp(tls_trust_names[i], json_string_value(v)) != 0)
+            i++;
+        if (!json_is_string(v) || !tls_trust_names[i])
+            return mft_err_set(err, MFT_E_CONFIG,
+                               "tls_policy.server_trust must be \"any\", \"certificate\", \"ca\" "
+                               "or \"pin\"");
+        out->trust = (enum mft_tls_trust)i;
+    }
+    v = json_object_get(obj, "client_certificate");
+    if (v && !json_is_null(v)) {
+        const char *c = json_string_value(v);
+        if (!c || (strcmp(c, "required") != 0 && strcmp(c, "optional") != 0))
+            return mft_err_set(
+                err, MFT_E_CONFIG,
+                "tls_policy.client_certificate must be \"required\" or \"optional\"");
+        out->client_cert_optional = strcmp(c, "optional") == 0;
+    }
+    return 0;
+}
+
+void mft_tls_policy_versions(const struct mft_tls_policy *p, char *buf, size_t len)
+{
+    const char *lo = p->min_version == 0x0304 ? "TLSv1.3" : "TLSv1.2";
+    const char *hi = p->max_version == 0x0303 ? "TLSv1.2" : "TLSv1.3";
+    if (strcmp(lo, hi) == 0)
+        snprintf(buf, len, "%s", lo);
+    else
+        snprintf(buf, len, "%s..%s", lo, hi);
+}
+
+int mft_tls_policy_allows_cipher(const struct mft_tls_policy *p, const char *iana_name)
+{
+    char want[64], have[64];
+    if (p->n_ciphers == 0)
+        return 1;
+    cipher_norm(iana_name ? iana_name : "", want, sizeof(want));
+    for (size_t i = 0; i < p->n_ciphers; i++) {
+        cipher_norm(p->ciphers[i], have, sizeof(have));
+        if (strcmp(want, have) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* ---- partner send settings ------------------------------------------------- */
 
 #define SEND_TIMEOUT_MAX 86400L      /* one day */
@@ -611,6 +775,36 @@ out:
     return rc;
 }
 
+/* A server_trust mode that names a kind of registration the partner has none
+ * of would refuse every https connection: say so at load. */
+static int tls_trust_unusable(const struct mft_partner *p, const char *rec, struct mft_err *err)
+{
+    const struct mft_partner_send *s = &p->send;
+    int n = 0;
+    if (strncmp(s->url, "https://", 8) != 0)
+        return 0;
+    switch (p->tls_policy.trust) {
+    case MFT_TLS_TRUST_ANY:
+        return 0;
+    case MFT_TLS_TRUST_CERTIFICATE:
+        n = s->tls_server_certs ? sk_X509_num(s->tls_server_certs) : 0;
+        break;
+    case MFT_TLS_TRUST_CA:
+        n = s->tls_server_cas ? sk_X509_num(s->tls_server_cas) : 0;
+        break;
+    case MFT_TLS_TRUST_PIN:
+        n = (int)s->n_pins;
+        break;
+    }
+    if (n > 0)
+        return 0;
+    mft_err_set(err, MFT_E_CONFIG,
+                "record %s: tls_policy.server_trust \"%s\" but no such registration in send "
+                "(tls_server_certs, tls_server_cas, tls_server_pins)",
+                rec, tls_trust_names[p->tls_policy.trust]);
+    return 1;
+}
+
 static int parse_partner(const char *json, struct mft_partner *p, struct mft_err *err)
 {
     int rc = -1;
@@ -661,6 +855,12 @@ static int parse_partner(const char *json, struct mft_partner *p, struct mft_err
         goto out;
     }
     if (parse_send(json_object_get(root, "send"), p, rec, err) != 0)
+        goto out;
+    if (mft_tls_policy_parse(json_object_get(root, "tls_policy"), &p->tls_policy, err) != 0) {
+        mft_err_detail(err, "record %s", rec);
+        goto out;
+    }
+    if (p->send.enabled && tls_trust_unusable(p, rec, err))
         goto out;
     rc = 0;
 out:

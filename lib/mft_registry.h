@@ -81,6 +81,47 @@ struct mft_partner_send {
     long retry_max_s;         /* back-off ceiling (default 3600) */
 };
 
+/* How the partner's TLS server is authenticated (outbound): any registered
+ * rule, or only one kind of registration. */
+enum mft_tls_trust {
+    MFT_TLS_TRUST_ANY = 0,     /* registered certificate, CA or pin: any that matches */
+    MFT_TLS_TRUST_CERTIFICATE, /* only the registered certificates (exact match) */
+    MFT_TLS_TRUST_CA,          /* only a chain to a registered CA, with the URL host */
+    MFT_TLS_TRUST_PIN,         /* only a registered key pin */
+};
+
+#define MFT_TLS_POLICY_MAX_CIPHERS 32
+
+/*
+ * The partner's TLS policy ("tls_policy" in the apply file), both directions:
+ * versions and cipher suites allowed with this partner, how its server is
+ * trusted (outbound) and whether it must present a client certificate
+ * (inbound). Defaults: TLS 1.2..1.3, the library's secure suites, any trust
+ * rule, certificate required.
+ */
+struct mft_tls_policy {
+    unsigned min_version, max_version;            /* 0x0303 (TLS 1.2) or 0x0304 (TLS 1.3) */
+    char ciphers[MFT_TLS_POLICY_MAX_CIPHERS][64]; /* IANA names ("TLS_AES_128_GCM_SHA256",
+                                                     "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384");
+                                                     none = the default suites */
+    size_t n_ciphers;
+    enum mft_tls_trust trust;
+    int client_cert_optional; /* inbound: the partner may connect without a certificate */
+};
+
+/* Parses a "tls_policy" object (NULL or JSON null = the defaults) into *out.
+ * Used by the registry and by mftctl apply, so both accept the same files.
+ * Returns 0, or -1 with a CONFIG error naming the member. */
+struct json_t;
+int mft_tls_policy_parse(const struct json_t *obj, struct mft_tls_policy *out, struct mft_err *err);
+
+/* "TLSv1.2..TLSv1.3" (or "TLSv1.3" when min = max) into buf. */
+void mft_tls_policy_versions(const struct mft_tls_policy *p, char *buf, size_t len);
+
+/* Returns 1 when the IANA cipher-suite name is allowed by the policy (always
+ * when it names none). GnuTLS spellings without "_WITH" are accepted. */
+int mft_tls_policy_allows_cipher(const struct mft_tls_policy *p, const char *iana_name);
+
 struct mft_partner {
     char id[64];
     char station_id[64];
@@ -93,6 +134,7 @@ struct mft_partner {
     int require_encryption;
     enum mft_mdn_signing mdn_signing;
     struct mft_partner_send send;
+    struct mft_tls_policy tls_policy;
     const struct mft_station *station; /* resolved at load */
 };
 

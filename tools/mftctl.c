@@ -18,6 +18,7 @@
 #include "mft_cfg.h"
 #include "mft_err.h"
 #include "mft_log.h"
+#include "mft_registry.h"
 #include "mft_secret.h"
 #include "ctl_events.h"
 #include "ctl_send.h"
@@ -321,6 +322,9 @@ static json_t *partner_view(const char *id, const json_t *rec, time_t *earliest)
         json_object_get(rec, "require_encryption"), "mdn_signing",
         json_object_get(rec, "mdn_signing"), "send",
         send_view(json_object_get(rec, "send"), earliest));
+    const json_t *tp = json_object_get(rec, "tls_policy");
+    json_object_set_new(v, "tls_policy",
+                        json_is_object(tp) ? json_copy((json_t *)tp) : json_object());
     return v;
 }
 
@@ -1271,6 +1275,7 @@ static void apply_partner(struct apply *a, const json_t *pt, size_t idx)
                                           "require_encryption",
                                           "mdn_signing",
                                           "send",
+                                          "tls_policy",
                                           NULL};
     static const char *const mdn_modes[] = {"if-requested", "always", "never", NULL};
     char path[64], sub[96];
@@ -1352,11 +1357,28 @@ static void apply_partner(struct apply *a, const json_t *pt, size_t idx)
         else
             mdn = m;
     }
+    const json_t *tp = json_object_get(pt, "tls_policy");
+    struct mft_tls_policy policy;
+    mft_err_clear(&err);
+    snprintf(sub, sizeof(sub), "%s.tls_policy", path);
+    if (mft_tls_policy_parse(tp, &policy, &err) != 0)
+        aerr(a, sub, "%s", err.message);
     const json_t *sp = json_object_get(pt, "send");
     if (sp && !json_is_null(sp))
         send =
             send_record(a, sp, path, id ? id : "?", encr || json_object_get(pt, "encryption_cert"),
                         station_found ? &sf : NULL);
+    if (send && policy.trust != MFT_TLS_TRUST_ANY) {
+        static const char *const lists[] = {NULL, "tls_server_certs", "tls_server_cas",
+                                            "tls_server_pins"};
+        const char *u = json_string_value(json_object_get(send, "url"));
+        if (u && strncmp(u, "https://", 8) == 0 &&
+            json_array_size(json_object_get(send, lists[policy.trust])) == 0) {
+            snprintf(sub, sizeof(sub), "%s.tls_policy.server_trust", path);
+            aerr(a, sub, "trusts only %s, but send.%s is empty", lists[policy.trust],
+                 lists[policy.trust]);
+        }
+    }
     if (req_sig && !sign && !json_object_get(pt, "signing_cert"))
         aerr(a, path, "require_signature is true but no signing_cert is given");
     if (json_array_size(tls_certs) == 0 && json_array_size(tls_cas) == 0)
@@ -1372,11 +1394,12 @@ static void apply_partner(struct apply *a, const json_t *pt, size_t idx)
         aerr_mft(a, path, &err);
         goto out;
     }
-    rec = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s?, s:s?, s:O, s:O, s:b, s:b, s:s, s:O*}",
+    rec = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s?, s:s?, s:O, s:O, s:b, s:b, s:s, s:O*, s:O*}",
                     "schema", 1, "kind", "partner", "id", id, "station", station, "as2_id", as2,
                     "signing_cert", sign_pem, "encryption_cert", encr_pem, "tls_client_certs",
                     tls_certs, "tls_client_cas", tls_cas, "require_signature", req_sig,
-                    "require_encryption", req_enc, "mdn_signing", mdn, "send", send);
+                    "require_encryption", req_enc, "mdn_signing", mdn, "send", send, "tls_policy",
+                    json_is_object(tp) ? tp : NULL);
     struct planned *p = plan_add(a, path);
     if (p && rec) {
         snprintf(p->id, sizeof(p->id), "%s", id);

@@ -18,6 +18,7 @@
 
 #include "mft/v1/events.pb-c.h"
 #include "mft_events.h"
+#include "mft_registry.h"
 #include "mft_tls.h"
 
 /* A self-signed EC P-256 certificate for host.example and 192.0.2.7. */
@@ -161,13 +162,77 @@ static void test_event_fill(void **state)
     X509_free(x);
 }
 
+static int policy(const char *json, struct mft_tls_policy *p, struct mft_err *e)
+{
+    json_error_t jerr;
+    json_t *o = json ? json_loads(json, 0, &jerr) : NULL;
+    if (json)
+        assert_non_null(o);
+    mft_err_clear(e);
+    int rc = mft_tls_policy_parse(o, p, e);
+    json_decref(o);
+    return rc;
+}
+
+static void test_policy(void **state)
+{
+    (void)state;
+    struct mft_tls_policy p;
+    struct mft_err e;
+    char v[32];
+
+    assert_int_equal(policy(NULL, &p, &e), 0);
+    assert_int_equal(p.min_version, 0x0303);
+    assert_int_equal(p.max_version, 0x0304);
+    assert_int_equal(p.trust, MFT_TLS_TRUST_ANY);
+    assert_false(p.client_cert_optional);
+    mft_tls_policy_versions(&p, v, sizeof(v));
+    assert_string_equal(v, "TLSv1.2..TLSv1.3");
+    assert_true(mft_tls_policy_allows_cipher(&p, "TLS_AES_128_GCM_SHA256"));
+
+    assert_int_equal(
+        policy("{\"min_version\":\"TLSv1.3\",\"server_trust\":\"pin\","
+               "\"client_certificate\":\"optional\",\"ciphers\":"
+               "[\"TLS_AES_256_GCM_SHA384\",\"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\"]}",
+               &p, &e),
+        0);
+    assert_int_equal(p.min_version, 0x0304);
+    assert_int_equal(p.trust, MFT_TLS_TRUST_PIN);
+    assert_true(p.client_cert_optional);
+    assert_int_equal(p.n_ciphers, 2);
+    mft_tls_policy_versions(&p, v, sizeof(v));
+    assert_string_equal(v, "TLSv1.3");
+    /* GnuTLS spells suites without _WITH_; both are the same suite */
+    assert_true(mft_tls_policy_allows_cipher(&p, "TLS_ECDHE_RSA_AES_128_GCM_SHA256"));
+    assert_true(mft_tls_policy_allows_cipher(&p, "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"));
+    assert_false(mft_tls_policy_allows_cipher(&p, "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"));
+    assert_false(mft_tls_policy_allows_cipher(&p, "TLS_AES_128_GCM_SHA256"));
+
+    static const char *const bad[] = {
+        "{\"min_version\":\"TLSv1.1\"}",
+        "{\"min_version\":\"TLSv1.3\",\"max_version\":\"TLSv1.2\"}",
+        "{\"ciphers\":[\"RC4-MD5-NOT-A-SUITE\"]}",
+        "{\"ciphers\":[]}",
+        "{\"ciphers\":\"TLS_AES_128_GCM_SHA256\"}",
+        "{\"server_trust\":\"system\"}",
+        "{\"client_certificate\":true}",
+        "{\"min_versoin\":\"TLSv1.2\"}",
+        "[1]",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (policy(bad[i], &p, &e) != -1)
+            fail_msg("accepted %s", bad[i]);
+        assert_int_equal(e.kind, MFT_E_CONFIG);
+        assert_non_null(strstr(e.message, "tls_policy"));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_alert_names),
-        cmocka_unit_test(test_alerts_keep_direction),
-        cmocka_unit_test(test_cert_and_detail),
-        cmocka_unit_test(test_event_fill),
+        cmocka_unit_test(test_alert_names),     cmocka_unit_test(test_alerts_keep_direction),
+        cmocka_unit_test(test_cert_and_detail), cmocka_unit_test(test_event_fill),
+        cmocka_unit_test(test_policy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
