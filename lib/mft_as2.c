@@ -388,7 +388,8 @@ static int do_pkcs7_mime(struct as2_ctx *c, const struct layer *l, const struct 
         c->res->is_encrypted = 1;
         if (!(sp = new_spill(c)) ||
             mft_smime_decrypt_to(der.p, der.len, c->st ? c->st->encryption : NULL,
-                                 c->st ? c->st->n_encryption : 0, sp, &d, c->err) < 0)
+                                 c->st ? c->st->n_encryption : 0,
+                                 c->p ? c->p->allow_legacy_encryption : 0, sp, &d, c->err) < 0)
             return -1;
         if (!c->res->cipher[0])
             copy_str(c->res->cipher, sizeof(c->res->cipher), d.cipher);

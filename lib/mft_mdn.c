@@ -166,6 +166,18 @@ static void buf_field(struct mft_buf *b, const char *name, const char *prefix, c
     mft_buf_str(b, "\r\n");
 }
 
+/* An AS2 name after "rfc822; ", quoted when it holds a space (RFC 4130 6.2:
+ * AS2 names with spaces travel as quoted strings). */
+static void buf_recipient(struct mft_buf *b, const char *name, const char *value)
+{
+    int quote = strpbrk(value, " \t") != NULL;
+    mft_buf_str(b, name);
+    mft_buf_str(b, ": rfc822; ");
+    mft_buf_str(b, quote ? "\"" : "");
+    mft_buf_str(b, value);
+    mft_buf_str(b, quote ? "\"\r\n" : "\r\n");
+}
+
 static int check_field(const char *name, const char *v, int required, struct mft_err *err)
 {
     if (!v || !*v) {
@@ -232,8 +244,8 @@ static void build_report_body(struct mft_buf *b, const struct mft_mdn_info *info
                    "Content-Transfer-Encoding: 7bit\r\n\r\n");
     buf_field(b, "Reporting-UA", NULL, info->reporting_ua);
     if (info->original_recipient && *info->original_recipient)
-        buf_field(b, "Original-Recipient", "rfc822; ", info->original_recipient);
-    buf_field(b, "Final-Recipient", "rfc822; ", info->final_recipient);
+        buf_recipient(b, "Original-Recipient", info->original_recipient);
+    buf_recipient(b, "Final-Recipient", info->final_recipient);
     if (info->original_message_id && *info->original_message_id)
         buf_field(b, "Original-Message-ID", NULL, info->original_message_id);
     mft_buf_str(b, "Disposition: ");

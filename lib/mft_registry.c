@@ -835,7 +835,8 @@ static int parse_partner(const char *json, struct mft_partner *p, struct mft_err
         parse_cert_list(json_object_get(root, "tls_client_cas"), &p->tls_cas, rec, "tls_client_cas",
                         err) != 0 ||
         get_bool(root, "require_signature", 1, &p->require_signature, rec, err) != 0 ||
-        get_bool(root, "require_encryption", 1, &p->require_encryption, rec, err) != 0)
+        get_bool(root, "require_encryption", 1, &p->require_encryption, rec, err) != 0 ||
+        get_bool(root, "allow_legacy_encryption", 0, &p->allow_legacy_encryption, rec, err) != 0)
         goto out;
     mdn = json_string_value(json_object_get(root, "mdn_signing"));
     p->mdn_signing = MFT_MDN_SIGN_IF_REQUESTED;

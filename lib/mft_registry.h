@@ -132,6 +132,7 @@ struct mft_partner {
     STACK_OF(X509) * tls_cas;   /* CAs: any certificate they issue is this partner */
     int require_signature;
     int require_encryption;
+    int allow_legacy_encryption; /* accept RC2, RC4 and single DES from this partner */
     enum mft_mdn_signing mdn_signing;
     struct mft_partner_send send;
     struct mft_tls_policy tls_policy;

@@ -21,6 +21,7 @@
  * No shared state: thread-safe as OpenSSL 3 itself.
  */
 #include "mft_smime.h"
+#include "mft_x509.h"
 
 #include "mft_ber.h"
 #include "mft_buf.h"
@@ -237,18 +238,18 @@ static CMS_ContentInfo *cms_parse(const unsigned char *der, size_t len, struct m
 static const struct {
     int nid;
     const char *name;
-    int allowed;
+    int legacy; /* broken or weak: only for a partner that explicitly allows it */
 } ciphers[] = {
-    {NID_aes_128_cbc, "aes-128-cbc", 1},
-    {NID_aes_192_cbc, "aes-192-cbc", 1},
-    {NID_aes_256_cbc, "aes-256-cbc", 1},
-    {NID_des_ede3_cbc, "des-ede3-cbc", 1},
-    {NID_aes_128_gcm, "aes-128-gcm", 1},
-    {NID_aes_192_gcm, "aes-192-gcm", 1},
-    {NID_aes_256_gcm, "aes-256-gcm", 1},
-    {NID_rc2_cbc, "rc2-cbc", 0},
-    {NID_rc4, "rc4", 0},
-    {NID_des_cbc, "des-cbc", 0},
+    {NID_aes_128_cbc, "aes-128-cbc", 0},
+    {NID_aes_192_cbc, "aes-192-cbc", 0},
+    {NID_aes_256_cbc, "aes-256-cbc", 0},
+    {NID_des_ede3_cbc, "des-ede3-cbc", 0},
+    {NID_aes_128_gcm, "aes-128-gcm", 0},
+    {NID_aes_192_gcm, "aes-192-gcm", 0},
+    {NID_aes_256_gcm, "aes-256-gcm", 0},
+    {NID_rc2_cbc, "rc2-cbc", 1},
+    {NID_rc4, "rc4", 1},
+    {NID_des_cbc, "des-cbc", 1},
 };
 
 /*
@@ -379,7 +380,7 @@ int mft_smime_decrypt(const unsigned char *der, size_t len, const struct mft_key
 {
     struct mft_spill sp;
     mft_spill_init(&sp, NULL, 0);
-    int rc = mft_smime_decrypt_to(der, len, keys, n_keys, &sp, out, err);
+    int rc = mft_smime_decrypt_to(der, len, keys, n_keys, 0, &sp, out, err);
     if (rc == 0 && !(out->data = mft_spill_take(&sp, &out->len)))
         rc = mft_err_set(err, MFT_E_NO_MEMORY, NULL);
     mft_spill_free(&sp);
@@ -387,8 +388,8 @@ int mft_smime_decrypt(const unsigned char *der, size_t len, const struct mft_key
 }
 
 int mft_smime_decrypt_to(const unsigned char *der, size_t len, const struct mft_keypair *keys,
-                         size_t n_keys, struct mft_spill *plain, struct mft_smime_decrypted *out,
-                         struct mft_err *err)
+                         size_t n_keys, int allow_legacy, struct mft_spill *plain,
+                         struct mft_smime_decrypted *out, struct mft_err *err)
 {
     CMS_ContentInfo *cms = NULL;
     ASN1_OBJECT *calg = NULL;
@@ -398,7 +399,7 @@ int mft_smime_decrypt_to(const unsigned char *der, size_t len, const struct mft_
     size_t ec_off;
     char recips[640] = "", ours[640] = "", tmp[400];
     const char *cname = NULL;
-    int allowed = 0, matched = 0, tried = 0, rc = -1;
+    int known = 0, legacy = 0, matched = 0, tried = 0, rc = -1;
 
     memset(out, 0, sizeof(*out));
     if (!der || len == 0 || envelope_split(der, len, &skel, &ec_off, &calg, err) < 0) {
@@ -412,9 +413,17 @@ int mft_smime_decrypt_to(const unsigned char *der, size_t len, const struct mft_
     for (size_t i = 0; i < sizeof(ciphers) / sizeof(ciphers[0]); i++)
         if (ciphers[i].nid == cnid) {
             cname = ciphers[i].name;
-            allowed = ciphers[i].allowed;
+            known = 1;
+            legacy = ciphers[i].legacy;
         }
-    if (!allowed) {
+    if (known && legacy && allow_legacy && mft_x509_load_legacy() != 0) {
+        mft_err_set(err, MFT_E_ALGORITHM_REFUSED,
+                    "the message is encrypted with %s, and OpenSSL's legacy provider (needed "
+                    "for it) cannot be loaded",
+                    cname);
+        goto out;
+    }
+    if (!known || (legacy && !allow_legacy)) {
         char oid[80];
         OBJ_obj2txt(oid, sizeof(oid), calg, 1);
         mft_err_set(err, MFT_E_ALGORITHM_REFUSED,
@@ -422,6 +431,10 @@ int mft_smime_decrypt_to(const unsigned char *der, size_t len, const struct mft_
                     cname ? cname : (cnid != NID_undef ? OBJ_nid2sn(cnid) : oid));
         mft_err_detail(err, "content-encryption algorithm %s (%s)",
                        cnid != NID_undef ? OBJ_nid2ln(cnid) : "unknown", oid);
+        if (legacy && err)
+            snprintf(err->remedy, sizeof(err->remedy),
+                     "the partner should encrypt with AES or 3DES; if its product cannot, set "
+                     "allow_legacy_encryption for this partner");
         goto out;
     }
     snprintf(out->cipher, sizeof(out->cipher), "%s", cname);

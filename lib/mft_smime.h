@@ -50,15 +50,17 @@ int mft_smime_decrypt(const unsigned char *der, size_t len, const struct mft_key
                       size_t n_keys, struct mft_smime_decrypted *out, struct mft_err *err);
 
 /*
- * The same, streaming: the ciphertext is read in place (primitive, chunked or
+ * The same, streaming, and allow_legacy = 1 also accepts RC2, RC4 and single
+ * DES (a partner setting, for old products; through OpenSSL's legacy
+ * provider): the ciphertext is read in place (primitive, chunked or
  * indefinite-length encryptedContent alike) and the plaintext appended to
  * `plain` (mft_spill.h), so memory stays bounded whatever the size; out->data
  * stays NULL. Returns 0 or -1 as above (MFT_E_STORAGE when the spill fails).
  */
 struct mft_spill;
 int mft_smime_decrypt_to(const unsigned char *der, size_t len, const struct mft_keypair *keys,
-                         size_t n_keys, struct mft_spill *plain, struct mft_smime_decrypted *out,
-                         struct mft_err *err);
+                         size_t n_keys, int allow_legacy, struct mft_spill *plain,
+                         struct mft_smime_decrypted *out, struct mft_err *err);
 
 /*
  * Marker appended to err->detail by mft_smime_verify_detached when the signer

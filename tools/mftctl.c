@@ -106,16 +106,20 @@ static int valid_id(const char *s)
     return 1;
 }
 
-/* RFC 4130 §6.2: 1..128 printable ASCII. Spaces, quotes and backslashes would
- * need quoting in the header and cannot be index keys: refused. */
+/* RFC 4130 §6.2: 1..128 printable ASCII. Spaces inside are fine (the name then
+ * travels as a quoted string); quotes and backslashes would need escaping that
+ * products implement differently, and leading / trailing spaces do not survive
+ * header parsing: refused. */
 static int valid_as2_id(const char *s)
 {
     size_t n = s ? strlen(s) : 0;
     if (n == 0 || n > MAX_AS2_ID)
         return 0;
+    if (s[0] == ' ' || s[n - 1] == ' ')
+        return 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
-        if (ch < 0x21 || ch > 0x7e || ch == '"' || ch == '\\')
+        if (ch < 0x20 || ch > 0x7e || ch == '"' || ch == '\\')
             return 0;
     }
     return 1;
@@ -322,6 +326,9 @@ static json_t *partner_view(const char *id, const json_t *rec, time_t *earliest)
         json_object_get(rec, "require_encryption"), "mdn_signing",
         json_object_get(rec, "mdn_signing"), "send",
         send_view(json_object_get(rec, "send"), earliest));
+    json_object_set_new(
+        v, "allow_legacy_encryption",
+        json_boolean(json_is_true(json_object_get(rec, "allow_legacy_encryption"))));
     const json_t *tp = json_object_get(rec, "tls_policy");
     json_object_set_new(v, "tls_policy",
                         json_is_object(tp) ? json_copy((json_t *)tp) : json_object());
@@ -833,8 +840,8 @@ static void apply_station(struct apply *a, const json_t *st, size_t idx)
     snprintf(sub, sizeof(sub), "%s.as2_id", path);
     if (as2 && !valid_as2_id(as2))
         aerr(a, sub,
-             "not a valid AS2 id (1..128 printable ASCII characters, no space, quote or "
-             "backslash; RFC 4130)");
+             "not a valid AS2 id (1..128 printable ASCII characters, spaces only inside, "
+             "no quote or backslash; RFC 4130)");
     const char *aad = id ? id : "";
 
     snprintf(sub, sizeof(sub), "%s.signing", path);
@@ -1273,6 +1280,7 @@ static void apply_partner(struct apply *a, const json_t *pt, size_t idx)
                                           "tls_client_cas",
                                           "require_signature",
                                           "require_encryption",
+                                          "allow_legacy_encryption",
                                           "mdn_signing",
                                           "send",
                                           "tls_policy",
@@ -1285,7 +1293,7 @@ static void apply_partner(struct apply *a, const json_t *pt, size_t idx)
     json_t *tls_certs = NULL, *tls_cas = NULL, *rec = NULL, *send = NULL;
     struct station_facts sf = {0};
     int station_found = 0;
-    int req_sig = 1, req_enc = 1;
+    int req_sig = 1, req_enc = 1, legacy = 0;
     const char *mdn = "if-requested";
     struct mft_err err = {0};
 
@@ -1304,8 +1312,8 @@ static void apply_partner(struct apply *a, const json_t *pt, size_t idx)
     snprintf(sub, sizeof(sub), "%s.as2_id", path);
     if (as2 && !valid_as2_id(as2))
         aerr(a, sub,
-             "not a valid AS2 id (1..128 printable ASCII characters, no space, quote or "
-             "backslash; RFC 4130)");
+             "not a valid AS2 id (1..128 printable ASCII characters, spaces only inside, "
+             "no quote or backslash; RFC 4130)");
     snprintf(sub, sizeof(sub), "%s.station", path);
     if (station) {
         int k = valid_id(station) ? station_lookup(a, station, &sf) : 0;
@@ -1334,9 +1342,9 @@ static void apply_partner(struct apply *a, const json_t *pt, size_t idx)
     snprintf(sub, sizeof(sub), "%s.tls_client_cas", path);
     tls_cas = cert_list_record(a, json_object_get(pt, "tls_client_cas"), sub, 1, 0, NULL);
 
-    const char *bools[] = {"require_signature", "require_encryption"};
-    int *vals[] = {&req_sig, &req_enc};
-    for (size_t i = 0; i < 2; i++) {
+    const char *bools[] = {"require_signature", "require_encryption", "allow_legacy_encryption"};
+    int *vals[] = {&req_sig, &req_enc, &legacy};
+    for (size_t i = 0; i < sizeof(bools) / sizeof(bools[0]); i++) {
         const json_t *b = json_object_get(pt, bools[i]);
         if (!b)
             continue;
@@ -1394,12 +1402,16 @@ static void apply_partner(struct apply *a, const json_t *pt, size_t idx)
         aerr_mft(a, path, &err);
         goto out;
     }
-    rec = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s?, s:s?, s:O, s:O, s:b, s:b, s:s, s:O*, s:O*}",
-                    "schema", 1, "kind", "partner", "id", id, "station", station, "as2_id", as2,
-                    "signing_cert", sign_pem, "encryption_cert", encr_pem, "tls_client_certs",
-                    tls_certs, "tls_client_cas", tls_cas, "require_signature", req_sig,
-                    "require_encryption", req_enc, "mdn_signing", mdn, "send", send, "tls_policy",
-                    json_is_object(tp) ? tp : NULL);
+    if (legacy)
+        awarn(a, path,
+              "allow_legacy_encryption: messages encrypted with RC2, RC4 or single DES are "
+              "accepted from this partner; their encryption can be broken");
+    rec = json_pack(
+        "{s:i, s:s, s:s, s:s, s:s, s:s?, s:s?, s:O, s:O, s:b, s:b, s:b, s:s, s:O*, s:O*}", "schema",
+        1, "kind", "partner", "id", id, "station", station, "as2_id", as2, "signing_cert", sign_pem,
+        "encryption_cert", encr_pem, "tls_client_certs", tls_certs, "tls_client_cas", tls_cas,
+        "require_signature", req_sig, "require_encryption", req_enc, "allow_legacy_encryption",
+        legacy, "mdn_signing", mdn, "send", send, "tls_policy", json_is_object(tp) ? tp : NULL);
     struct planned *p = plan_add(a, path);
     if (p && rec) {
         snprintf(p->id, sizeof(p->id), "%s", id);

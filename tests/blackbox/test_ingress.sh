@@ -33,7 +33,10 @@ cat >"$STACK_DIR/test.json" <<JSON
   {"id": "initech", "station": "acme", "as2_id": "INITECH",
    "signing_cert": "$K/initech-signing.crt", "encryption_cert": "$K/initech-encryption.crt",
    "tls_client_cas": ["$K/ca.crt"],
-   "require_signature": true, "require_encryption": true, "mdn_signing": "always"}]}
+   "require_signature": true, "require_encryption": true, "mdn_signing": "always"},
+  {"id": "umbrella", "station": "acme", "as2_id": "UMBRELLA CORP",
+   "signing_cert": "$K/globex-signing.crt", "tls_client_cas": ["$K/ca.crt"],
+   "require_signature": false, "require_encryption": false}]}
 JSON
 "$MFT_BIN/mftctl" apply -f "$STACK_DIR/test.json" >/dev/null 2>&1 || { echo "apply failed"; exit 1; }
 stack_ingress MFT_INGRESS_MAX_BODY=4M || exit 1
@@ -171,8 +174,19 @@ http_case "Expect: 100-continue" '^[0-9a-f]{4}: HTTP/1.1 100 Continue' -H "Expec
 check_match "Expect: 100-continue: the server said 100 Continue before the MDN" '^HTTP/1.1 100' \
   "$(head -1 "$STACK_DIR/h$N/resp.headers")"
 
-# AS2-From quoted by the sender (AS2 ids with spaces are refused by mftctl,
-# so the quoted form is the one that reaches us); the MDN's AS2-To is bare
+# an AS2 id with a space (RFC 4130 6.2: sent as a quoted string) is one partner;
+# the MDN answers it quoted in its AS2-To header
+D=$STACK_DIR/sp1; QID="space-$RANDOM@partner.example"
+AS2_SIGN_MD=sha256 as2_build "$D" "$STACK_DIR/order.edi"
+AS2_TLS_CERT=$K/initech-client.crt AS2_TLS_KEY=$K/initech-client.key \
+  post_raw "$D" "<$QID>" '"UMBRELLA CORP"' -H "Expect:"
+positive "AS2-From with a space" "$D" "$QID"
+check_match "AS2-From with a space: the MDN answers it quoted" '^AS2-To: "UMBRELLA CORP"$' \
+  "$(tr -d '\r' <"$D/resp.headers" | grep -i '^AS2-To:')"
+check_eq "AS2-From with a space: the event names the partner" umbrella \
+  "$($EVQ get event.partner_id event.as2_message_id="$QID" <<<"$(inbound)")"
+
+# AS2-From quoted by the sender, an id without spaces; the MDN's AS2-To is bare
 D=$STACK_DIR/q1; QID="quoted-$RANDOM@partner.example"
 AS2_SIGN_MD=sha256 as2_build "$D" "$STACK_DIR/order.edi"
 post_raw "$D" "<$QID>" '"GLOBEX"' -H "Expect:"

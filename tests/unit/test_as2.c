@@ -710,28 +710,51 @@ static void test_malformed(void **state)
     mft_as2_result_free(NULL);
 }
 
-static void test_rc2_refused(void **state)
+/* RC2, RC4 and single DES: refused by default (insufficient-message-security,
+ * naming the partner switch), read when the partner allows legacy encryption. */
+static void test_legacy_ciphers(void **state)
 {
+    static const struct {
+        const char *flag, *name;
+    } legacy[] = {
+        {"-rc2-40", "rc2-cbc"}, {"-rc2-128", "rc2-cbc"}, {"-des", "des-cbc"}, {"-rc4", "rc4"}};
     char in[300], der[300];
     struct mft_station st;
     struct mft_partner p;
     struct mft_as2_result res;
     struct mft_err err;
-    struct built b = {0};
+    (void)state;
     make_pair(&st, &p, station_cert, station_key, partner_cert);
-    path(in, sizeof(in), "rc2.txt");
-    path(der, sizeof(der), "rc2.der");
+    path(in, sizeof(in), "legacy.txt");
+    path(der, sizeof(der), "legacy.der");
     tk_write(in, "Content-Type: text/plain\r\n\r\nhello\r\n", 35);
-    /* RC2-40 needs the legacy provider in the openssl CLI */
-    tk_run("openssl", "cms", "-encrypt", "-provider", "legacy", "-provider", "default", "-binary",
-           "-rc2-40", "-in", in, "-outform", "DER", "-out", der, s_crt, NULL);
-    built_from_der(&b, der, 1);
-    mft_err_clear(&err);
-    assert_int_equal(mft_as2_receive(&b.req, &st, &p, &res, &err), -1);
-    assert_int_equal(err.kind, MFT_E_ALGORITHM_REFUSED);
-    assert_string_equal(mft_as2_disposition_modifier(err.kind), "insufficient-message-security");
-    mft_as2_result_free(&res);
-    free(b.buf);
+    for (size_t i = 0; i < sizeof(legacy) / sizeof(legacy[0]); i++) {
+        struct built b = {0};
+        /* these need the legacy provider in the openssl CLI too */
+        tk_run("openssl", "cms", "-encrypt", "-provider", "legacy", "-provider", "default",
+               "-binary", legacy[i].flag, "-in", in, "-outform", "DER", "-out", der, s_crt, NULL);
+        built_from_der(&b, der, 1);
+        p.allow_legacy_encryption = 0;
+        mft_err_clear(&err);
+        assert_int_equal(mft_as2_receive(&b.req, &st, &p, &res, &err), -1);
+        assert_int_equal(err.kind, MFT_E_ALGORITHM_REFUSED);
+        assert_non_null(strstr(err.message, legacy[i].name));
+        assert_non_null(strstr(err.remedy, "allow_legacy_encryption"));
+        assert_string_equal(mft_as2_disposition_modifier(err.kind),
+                            "insufficient-message-security");
+        mft_as2_result_free(&res);
+
+        p.allow_legacy_encryption = 1;
+        mft_err_clear(&err);
+        if (mft_as2_receive(&b.req, &st, &p, &res, &err) != 0)
+            fail_msg("%s allowed: %s (%s)", legacy[i].flag, err.message, err.detail);
+        assert_string_equal(res.cipher, legacy[i].name);
+        assert_int_equal(res.n_payloads, 1);
+        assert_int_equal(res.payloads[0].len, 7);
+        assert_memory_equal(res.payloads[0].data, "hello\r\n", 7);
+        mft_as2_result_free(&res);
+        free(b.buf);
+    }
 }
 
 /* A compressed-data entity (built by hand: openssl has no zlib here). */
@@ -1526,7 +1549,7 @@ int main(void)
         cmocka_unit_test(test_openssl_matrix),
         cmocka_unit_test(test_signature_negatives),
         cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_rc2_refused),
+        cmocka_unit_test(test_legacy_ciphers),
         cmocka_unit_test(test_compressed),
         cmocka_unit_test(test_nested_compression),
         cmocka_unit_test(test_spill_failure),

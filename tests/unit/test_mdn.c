@@ -630,10 +630,12 @@ static const struct {
 static void test_build_parse_unsigned(void **state)
 {
     for (size_t i = 0; i < sizeof(build_cases) / sizeof(build_cases[0]); i++) {
+        /* an AS2 name with a space travels quoted (RFC 4130 6.2) */
+        const char *rcpt = (i % 2) ? "ACME CORP" : "station-1";
         struct mft_mdn_info info = {
             .reporting_ua = "mft",
-            .original_recipient = (i % 2) ? NULL : "station-1",
-            .final_recipient = "station-1",
+            .original_recipient = (i % 2) ? NULL : rcpt,
+            .final_recipient = rcpt,
             .original_message_id = "<abc-123@partner.example>",
             .disposition = build_cases[i].disposition,
             .mic_b64 = (i % 3) ? "G6PhshLOERWJEIfypIh6Q3sno6cBUWJBDky1igJvDMo=" : NULL,
@@ -655,9 +657,13 @@ static void test_build_parse_unsigned(void **state)
             fail_msg("parse of our own MDN: %s (%s)", err.message, err.detail);
         assert_false(m.is_signed);
         assert_string_equal(m.reporting_ua, "mft");
-        assert_string_equal(m.original_recipient, "station-1");
+        assert_string_equal(m.original_recipient, rcpt);
         assert_string_equal(m.original_recipient_type, (i % 2) ? "" : "rfc822");
-        assert_string_equal(m.final_recipient, "station-1");
+        assert_string_equal(m.final_recipient, rcpt);
+        if (i % 2) {
+            const char *quoted = "\r\nFinal-Recipient: rfc822; \"ACME CORP\"\r\n";
+            assert_non_null(memmem(body, len, quoted, strlen(quoted)));
+        }
         assert_string_equal(m.original_message_id, "<abc-123@partner.example>");
         assert_string_equal(m.disposition_mode, "automatic-action/mdn-sent-automatically");
         assert_string_equal(m.disposition_type, build_cases[i].type);

@@ -371,7 +371,7 @@ static void test_apply_reports_paths_and_writes_nothing(void **state)
           " \"encryption\":{\"pkcs12\":\"keys/acme-encryption.p12\",\"password\":\"nope\"}}],\n"
           " \"partners\":[{\"id\":\"globex\",\"station\":\"acme\",\"as2_id\":\"GLOBEX\",\n"
           "   \"signing_cert\":\"keys/globex-signing.crt\"},\n"
-          "  {\"id\":\"Bad Id\",\"station\":\"nosuch\",\"as2_id\":\"has space\",\n"
+          "  {\"id\":\"Bad Id\",\"station\":\"nosuch\",\"as2_id\":\" leading space\",\n"
           "   \"signing_cert\":\"keys/missing.pem\",\"mdn_signing\":\"sometimes\"}]}\n",
           f);
     fclose(f);

@@ -287,7 +287,7 @@ static void streamed_case(const char *cipher, int spill_to_disk)
 
     mft_spill_init(&sp, spill_to_disk ? dir : NULL, 4096);
     mft_err_clear(&err);
-    int rc = mft_smime_decrypt_to(enc, dl, &kp, 1, &sp, &d, &err);
+    int rc = mft_smime_decrypt_to(enc, dl, &kp, 1, 0, &sp, &d, &err);
     if (rc)
         fprintf(stderr, "%s: %s / %s\n", cipher, err.message, err.detail);
     assert_int_equal(rc, 0);
@@ -302,7 +302,7 @@ static void streamed_case(const char *cipher, int spill_to_disk)
     /* truncated in the middle of the chunks */
     mft_spill_init(&sp, NULL, 0);
     mft_err_clear(&err);
-    assert_int_equal(mft_smime_decrypt_to(enc, dl / 2, &kp, 1, &sp, &d, &err), -1);
+    assert_int_equal(mft_smime_decrypt_to(enc, dl / 2, &kp, 1, 0, &sp, &d, &err), -1);
     assert_int_equal(err.kind, MFT_E_MALFORMED_MESSAGE);
     mft_spill_free(&sp);
 
@@ -310,7 +310,7 @@ static void streamed_case(const char *cipher, int spill_to_disk)
     enc[dl - 40] ^= 0x01;
     mft_spill_init(&sp, NULL, 0);
     mft_err_clear(&err);
-    rc = mft_smime_decrypt_to(enc, dl, &kp, 1, &sp, &d, &err);
+    rc = mft_smime_decrypt_to(enc, dl, &kp, 1, 0, &sp, &d, &err);
     if (strstr(cipher, "gcm")) {
         assert_int_equal(rc, -1);
         assert_int_equal(err.kind, MFT_E_DECRYPT_FAILED);
