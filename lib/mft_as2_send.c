@@ -320,10 +320,73 @@ static int set_mic(struct mft_as2_message *out, const char *md_any, int old_name
     return mft_smime_digest_b64(ossl, p, n, out->mic_b64, sizeof(out->mic_b64), err);
 }
 
+/* A file name safe inside a quoted MIME parameter, or the default. */
+static const char *safe_filename(const char *f)
+{
+    return !f || !*f || strpbrk(f, "\"\r\n\\") ? "payload.bin" : f;
+}
+
+static const char *part_type(const struct mft_as2_part *p)
+{
+    return p->content_type && *p->content_type && !strpbrk(p->content_type, "\r\n")
+               ? p->content_type
+               : "application/octet-stream";
+}
+
+/*
+ * The payload entity: the one part itself, or for several a multipart/related
+ * (RFC 2387, EDIINT multiple-attachments) whose type is the first part's, each
+ * part with its own type, transfer encoding and file name.
+ */
+static int payload_entity(struct entity *e, const struct mft_as2_part *parts, size_t n, int base64,
+                          char *disp, size_t disp_len, struct mft_err *err)
+{
+    snprintf(disp, disp_len, "attachment; filename=\"%s\"", safe_filename(parts[0].filename));
+    if (n == 1) {
+        entity_begin(e, part_type(&parts[0]), base64 ? "base64" : "binary", disp);
+        entity_content(e, parts[0].data, parts[0].len, base64);
+        return 0;
+    }
+    char bnd[64], ctype[400];
+    if (mft_as2_boundary(bnd, sizeof(bnd), err) < 0)
+        return -1;
+    char first[256];
+    snprintf(first, sizeof(first), "%s", part_type(&parts[0]));
+    first[strcspn(first, ";")] = '\0'; /* the type parameter is a bare media type */
+    snprintf(ctype, sizeof(ctype), "multipart/related; boundary=\"%s\"; type=\"%s\"", bnd, first);
+    entity_begin(e, ctype, NULL, NULL);
+    for (size_t i = 0; i < n; i++) {
+        mft_buf_str(&e->whole, "--");
+        mft_buf_str(&e->whole, bnd);
+        mft_buf_str(&e->whole, "\r\nContent-Type: ");
+        mft_buf_str(&e->whole, part_type(&parts[i]));
+        mft_buf_str(&e->whole, base64 ? "\r\nContent-Transfer-Encoding: base64"
+                                      : "\r\nContent-Transfer-Encoding: binary");
+        mft_buf_str(&e->whole, "\r\nContent-Disposition: attachment; filename=\"");
+        mft_buf_str(&e->whole, safe_filename(parts[i].filename));
+        mft_buf_str(&e->whole, "\"\r\n\r\n");
+        entity_content(e, parts[i].data, parts[i].len, base64);
+        mft_buf_str(&e->whole, "\r\n");
+    }
+    mft_buf_str(&e->whole, "--");
+    mft_buf_str(&e->whole, bnd);
+    mft_buf_str(&e->whole, "--\r\n");
+    return 0;
+}
+
 int mft_as2_build(const unsigned char *payload, size_t len, const char *filename,
                   const char *payload_type, const struct mft_keypair *signer, X509 *recipient,
                   const struct mft_as2_send_opts *o, struct mft_as2_message *out,
                   struct mft_err *err)
+{
+    struct mft_as2_part part = {payload, len, filename, payload_type};
+    return mft_as2_build_parts(&part, 1, signer, recipient, o, out, err);
+}
+
+int mft_as2_build_parts(const struct mft_as2_part *parts, size_t n_parts,
+                        const struct mft_keypair *signer, X509 *recipient,
+                        const struct mft_as2_send_opts *o, struct mft_as2_message *out,
+                        struct mft_err *err)
 {
     struct entity cur = {0};
     struct mft_buf der = {0};
@@ -343,13 +406,11 @@ int mft_as2_build(const unsigned char *payload, size_t len, const char *filename
         if (!recipient)
             return mft_err_set(err, MFT_E_CONFIG, "the partner has no encryption certificate");
     }
-    if (!filename || !*filename || strpbrk(filename, "\"\r\n\\"))
-        filename = "payload.bin";
-    snprintf(disp, sizeof(disp), "attachment; filename=\"%s\"", filename);
-
-    entity_begin(&cur, payload_type && *payload_type ? payload_type : "application/octet-stream",
-                 o->base64 ? "base64" : "binary", disp);
-    entity_content(&cur, payload, len, o->base64);
+    if (n_parts == 0 || n_parts > MFT_AS2_MAX_PARTS)
+        return mft_err_set(err, MFT_E_CONFIG, "a message carries 1 to %d documents, not %zu",
+                           MFT_AS2_MAX_PARTS, n_parts);
+    if (payload_entity(&cur, parts, n_parts, o->base64, disp, sizeof(disp), err) < 0)
+        goto out;
     if (cur.whole.oom) {
         mft_err_set(err, MFT_E_NO_MEMORY, NULL);
         goto out;

@@ -57,6 +57,27 @@ int mft_as2_build(const unsigned char *payload, size_t len, const char *filename
                   const struct mft_as2_send_opts *opts, struct mft_as2_message *out,
                   struct mft_err *err);
 
+/* One document of a message with several (EDIINT multiple-attachments). */
+struct mft_as2_part {
+    const unsigned char *data;
+    size_t len;
+    const char *filename;     /* as the partner will see it; NULL = "payload.bin" */
+    const char *content_type; /* NULL = application/octet-stream */
+};
+
+#define MFT_AS2_MAX_PARTS 16
+
+/*
+ * The same for 1..MFT_AS2_MAX_PARTS documents: several travel as one
+ * multipart/related entity (RFC 2387; its type is the first document's), signed
+ * and encrypted as a whole, each document with its own type and file name —
+ * only for a partner that announces EDIINT-Features: multiple-attachments.
+ */
+int mft_as2_build_parts(const struct mft_as2_part *parts, size_t n_parts,
+                        const struct mft_keypair *signer, X509 *recipient,
+                        const struct mft_as2_send_opts *opts, struct mft_as2_message *out,
+                        struct mft_err *err);
+
 /* Frees what *m owns; accepts NULL or a zeroed struct. */
 void mft_as2_message_free(struct mft_as2_message *m);
 

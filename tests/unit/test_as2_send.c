@@ -209,6 +209,97 @@ static void test_matrix(void **state)
     assert_true(n >= 100);
 }
 
+/* Several documents in one message (EDIINT multiple-attachments): a
+ * multipart/related inside the signature and the envelope. Our receiver
+ * delivers each with its name, type and bytes; openssl cms decrypts and
+ * verifies the whole, and the related parts are where the receiver found them. */
+static void test_multiple_attachments(void **state)
+{
+    (void)state;
+    unsigned char bin[3000];
+    for (size_t i = 0; i < sizeof(bin); i++)
+        bin[i] = (unsigned char)(i * 7 + 3);
+    const struct mft_as2_part parts[] = {
+        {(const unsigned char *)TEXT, strlen(TEXT), "order.edi", "application/edi-x12"},
+        {bin, sizeof(bin), "drawing.pdf", "application/pdf"},
+        {(const unsigned char *)"<invoice/>\n", 11, NULL, "application/xml; charset=utf-8"},
+    };
+    for (int b64 = 0; b64 < 2; b64++) {
+        for (int compress = 0; compress < 2; compress++) {
+            struct mft_as2_send_opts o = {.sign_md = "sha256",
+                                          .cipher = "aes-256-cbc",
+                                          .base64 = b64,
+                                          .compress = compress ? MFT_AS2_COMPRESS_BEFORE_SIGNING
+                                                               : MFT_AS2_COMPRESS_NONE};
+            struct mft_as2_message msg;
+            struct mft_err err = {0};
+            if (mft_as2_build_parts(parts, 3, &signer, recipient.cert, &o, &msg, &err) != 0)
+                fail_msg("build: %s (%s)", err.message, err.detail);
+
+            struct mft_station st = {0};
+            struct mft_partner p = {0};
+            struct mft_as2_result res = {0};
+            st.encryption[0] = recipient;
+            st.n_encryption = 1;
+            p.signing_cert = signer.cert;
+            struct mft_as2_request req = {.content_type = msg.content_type,
+                                          .content_transfer_encoding = msg.transfer_encoding,
+                                          .body = msg.body,
+                                          .body_len = msg.len,
+                                          .max_inflated = 1 << 24};
+            if (mft_as2_receive(&req, &st, &p, &res, &err) != 0)
+                fail_msg("receive: %s (%s)", err.message, err.detail);
+            assert_int_equal(res.n_payloads, 3);
+            for (size_t i = 0; i < 3; i++) {
+                assert_int_equal(res.payloads[i].len, parts[i].len);
+                assert_memory_equal(res.payloads[i].data, parts[i].data, parts[i].len);
+                assert_string_equal(res.payloads[i].content_type, parts[i].content_type);
+            }
+            assert_string_equal(res.payloads[0].filename, "order.edi");
+            assert_string_equal(res.payloads[1].filename, "drawing.pdf");
+            assert_string_equal(res.payloads[2].filename, "payload.bin");
+            assert_string_equal(res.mic_b64, msg.mic_b64);
+            mft_as2_result_free(&res);
+
+            /* openssl has no zlib here; and its multipart reader rewrites the
+             * bare LFs of a binary part (strip_eol) before verifying, so only
+             * the base64 form can be checked by it */
+            if (!compress && b64) {
+                char in[300], mid[300], out[300], sc[300], rc_[300], rk[300];
+                snprintf(in, sizeof(in), "%s/multi", dir);
+                snprintf(mid, sizeof(mid), "%s/multi.mid", dir);
+                snprintf(out, sizeof(out), "%s/multi.out", dir);
+                snprintf(sc, sizeof(sc), "%s/sender.crt", dir);
+                snprintf(rc_, sizeof(rc_), "%s/receiver.crt", dir);
+                snprintf(rk, sizeof(rk), "%s/receiver.key", dir);
+                size_t der_len = msg.len;
+                unsigned char *der = b64 ? tk_unbase64(msg.body, msg.len, &der_len) : NULL;
+                tk_write(in, der ? der : msg.body, der_len);
+                free(der);
+                tk_run("openssl", "cms", "-decrypt", "-binary", "-inform", "DER", "-in", in,
+                       "-recip", rc_, "-inkey", rk, "-out", mid, NULL);
+                tk_run("openssl", "cms", "-verify", "-in", mid, "-CAfile", sc, "-purpose", "any",
+                       "-out", out, NULL);
+                size_t n;
+                unsigned char *ent = tk_read(out, &n);
+                static const char *const want[] = {
+                    "multipart/related; boundary=", "type=\"application/edi-x12\"",
+                    "filename=\"drawing.pdf\""};
+                for (size_t w = 0; w < 3; w++)
+                    if (!memmem(ent, n, want[w], strlen(want[w])))
+                        fail_msg("openssl's output lacks %s", want[w]);
+                free(ent);
+            }
+            mft_as2_message_free(&msg);
+        }
+    }
+    struct mft_as2_send_opts plain = {0};
+    struct mft_as2_message msg;
+    struct mft_err err = {0};
+    assert_int_equal(mft_as2_build_parts(parts, 0, NULL, NULL, &plain, &msg, &err), -1);
+    assert_int_equal(err.kind, MFT_E_CONFIG);
+}
+
 static void test_micalg_spelling(void **state)
 {
     (void)state;
@@ -262,6 +353,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matrix),
         cmocka_unit_test(test_micalg_spelling),
+        cmocka_unit_test(test_multiple_attachments),
         cmocka_unit_test(test_refusals),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
