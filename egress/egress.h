@@ -33,6 +33,7 @@ struct egress {
     int keepalive;                   /* keep connections to partners open between messages */
     pthread_mutex_t wake_lock;
     pthread_cond_t wake;
+    unsigned long wake_gen; /* bumped by every egress_wake (under wake_lock) */
     atomic_int stopping;
     atomic_int inflight;
 };

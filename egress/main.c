@@ -63,6 +63,7 @@ struct mft_registry *egress_registry(struct egress *eg)
 void egress_wake(struct egress *eg)
 {
     pthread_mutex_lock(&eg->wake_lock);
+    eg->wake_gen++;
     pthread_cond_broadcast(&eg->wake);
     pthread_mutex_unlock(&eg->wake_lock);
 }

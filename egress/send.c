@@ -788,6 +788,12 @@ void *send_worker(void *arg)
         int did = 0;
         struct mft_err e;
         mft_err_clear(&e);
+        /* A wake-up that comes while the schedule is being read must not be
+         * lost: remember the generation first, sleep only if it is unchanged
+         * (a lost wake-up cost a message up to MFT_EGRESS_POLL_MS). */
+        pthread_mutex_lock(&eg->wake_lock);
+        unsigned long gen = eg->wake_gen;
+        pthread_mutex_unlock(&eg->wake_lock);
         if (mft_store_out_due(eg->store, MFT_STORE_OUT_RETRY, mft_now_ms(), 16, &due, &n, &e) < 0)
             mft_error("schedule.read_failed", e.message, "detail", e.detail);
         for (size_t i = 0; i < n && !atomic_load(&eg->stopping); i++) {
@@ -806,7 +812,9 @@ void *send_worker(void *arg)
         ts.tv_sec += eg->poll_ms / 1000 + ts.tv_nsec / 1000000000L;
         ts.tv_nsec %= 1000000000L;
         pthread_mutex_lock(&eg->wake_lock);
-        pthread_cond_timedwait(&eg->wake, &eg->wake_lock, &ts);
+        while (eg->wake_gen == gen && !atomic_load(&eg->stopping))
+            if (pthread_cond_timedwait(&eg->wake, &eg->wake_lock, &ts) != 0)
+                break; /* the poll period is over */
         pthread_mutex_unlock(&eg->wake_lock);
     }
     kept_close_all();
