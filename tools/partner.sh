@@ -25,6 +25,9 @@ as2_build() {
   mkdir -p "$dir"
   printf '%s' "$name" >"$dir/filename"
   local entity=$dir/entity cte=${AS2_CTE:-binary} md=${AS2_SIGN_MD:-}
+  # AS2_STREAM=1: openssl streams (-stream; the envelope in indefinite-length
+  # BER) instead of holding the whole message in memory, which fails at 4 GB
+  local stream=(); [ -n "${AS2_STREAM:-}" ] && stream=(-stream)
   local mic_md=${AS2_MIC_MD:-${md:-sha256}}
   {
     printf 'Content-Type: application/edi-x12\r\n'
@@ -39,16 +42,16 @@ as2_build() {
   } >"$entity"
   local inner=$entity
   if [ -n "$md" ]; then
-    openssl cms -sign -binary -crlfeol -md "$md" -in "$entity" -signer "$AS2_SIGNER" \
-      -inkey "$AS2_SIGNER_KEY" -out "$dir/signed.eml" || return 1
+    openssl cms -sign -binary -crlfeol "${stream[@]}" -md "$md" -in "$entity" \
+      -signer "$AS2_SIGNER" -inkey "$AS2_SIGNER_KEY" -out "$dir/signed.eml" || return 1
     inner=$dir/signed.eml
   fi
   # the MIC, independently: a digest of the exact entity that was signed
   openssl dgst -"$mic_md" -binary "$entity" | base64 -w0 >"$dir/mic.expected"
   if [ -n "${AS2_CIPHER:-}" ]; then
     local c; case $AS2_CIPHER in des3) c=-des3 ;; aes*) c=-aes-${AS2_CIPHER#aes}-cbc ;; esac
-    openssl cms -encrypt -binary "$c" -in "$inner" -outform DER -out "$dir/enc.der" \
-      "$AS2_RECIP" || return 1
+    openssl cms -encrypt -binary "${stream[@]}" "$c" -in "$inner" -outform DER \
+      -out "$dir/enc.der" "$AS2_RECIP" || return 1
     printf 'application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"' >"$dir/ctype"
     if [ "$cte" = base64 ]; then
       base64 -w 76 "$dir/enc.der" | sed 's/$/\r/' >"$dir/body"; echo base64 >"$dir/cte"
