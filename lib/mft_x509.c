@@ -15,6 +15,7 @@
 #include "mft_x509.h"
 #include "mft_secret.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -34,6 +35,7 @@
 #include <openssl/pkcs12.h>
 #include <openssl/pkcs7.h>
 #include <openssl/provider.h>
+#include <openssl/x509v3.h>
 
 #define P12_MAX_ITEMS 64
 #define P12_MAX_DEPTH 4
@@ -923,4 +925,174 @@ int mft_x509_key_desc(const EVP_PKEY *key, char *buf, size_t len)
         return 0;
     }
     }
+}
+
+/* ---- path validation ------------------------------------------------------ */
+
+/* The kinds of a refusal, per side ([purpose]) and fault ([fault]). */
+static const struct {
+    const char *who, *eku;
+    enum mft_err_kind kinds[5];
+} refusal[] = {
+    [MFT_X509_SERVER] = {"server",
+                         "serverAuth",
+                         {MFT_E_TLS_SERVER_UNTRUSTED, MFT_E_TLS_SERVER_EXPIRED,
+                          MFT_E_TLS_SERVER_EXPIRED, MFT_E_TLS_SERVER_UNTRUSTED,
+                          MFT_E_TLS_SERVER_NAME_MISMATCH}},
+    [MFT_X509_CLIENT] = {"client",
+                         "clientAuth",
+                         {MFT_E_TLS_CLIENT_CERT_UNTRUSTED, MFT_E_TLS_CLIENT_CERT_EXPIRED,
+                          MFT_E_TLS_CLIENT_CERT_NOT_YET_VALID, MFT_E_TLS_CLIENT_CERT_NO_CLIENT_AUTH,
+                          MFT_E_TLS_CLIENT_CERT_NOT_PARTNERS}},
+};
+
+int mft_x509_refuse(struct mft_err *err, enum mft_x509_purpose purpose, enum mft_x509_fault fault,
+                    int depth, const char *peer_name)
+{
+    const char *who = refusal[purpose].who;
+    enum mft_err_kind kind = refusal[purpose].kinds[fault];
+    const char *when = fault == MFT_X509_EXPIRED ? "has expired" : "is not yet valid";
+
+    switch (fault) {
+    case MFT_X509_EXPIRED:
+    case MFT_X509_NOT_YET_VALID:
+        if (depth < 0)
+            return mft_err_set(err, kind, "a certificate in the %s's TLS chain %s", who, when);
+        return mft_err_set(err, kind, "the %s's TLS %s %s", who,
+                           depth > 0 ? "CA certificate" : "certificate", when);
+    case MFT_X509_WRONG_PURPOSE:
+        return mft_err_set(err, kind, "the %s's TLS certificate is not allowed for %s", who,
+                           refusal[purpose].eku);
+    case MFT_X509_NAME_MISMATCH:
+        return mft_err_set(err, kind, "the %s's TLS certificate is not issued for %s", who,
+                           peer_name ? peer_name : "");
+    case MFT_X509_UNTRUSTED:
+        break;
+    }
+    return mft_err_set(err, kind, NULL);
+}
+
+void mft_x509_names(const X509 *cert, char *buf, size_t len)
+{
+    GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    size_t o = 0;
+
+    buf[0] = '\0';
+    for (int i = 0; names && i < sk_GENERAL_NAME_num(names) && o + 1 < len; i++) {
+        const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
+        char ip[INET6_ADDRSTRLEN] = "";
+        int w = 0;
+        if (gn->type == GEN_DNS) {
+            w = snprintf(buf + o, len - o, "%sDNS:%.*s", o ? ", " : "",
+                         ASN1_STRING_length(gn->d.dNSName),
+                         (const char *)ASN1_STRING_get0_data(gn->d.dNSName));
+        } else if (gn->type == GEN_IPADD) {
+            int l = ASN1_STRING_length(gn->d.iPAddress);
+            const unsigned char *p = ASN1_STRING_get0_data(gn->d.iPAddress);
+            if (l == 4 || l == 16)
+                inet_ntop(l == 4 ? AF_INET : AF_INET6, p, ip, sizeof(ip));
+            w = snprintf(buf + o, len - o, "%sIP:%s", o ? ", " : "", ip[0] ? ip : "?");
+        }
+        if (w > 0)
+            o = (size_t)w < len - o ? o + (size_t)w : len - 1;
+    }
+    GENERAL_NAMES_free(names);
+    if (!buf[0]) {
+        char cn[256] = "";
+        X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof(cn));
+        snprintf(buf, len, "%s%s", cn[0] ? "no DNS/IP names, CN " : "no DNS/IP names", cn);
+    }
+}
+
+/*
+ * One X509_verify_cert run with the given extra flags. Returns 1 (verified),
+ * 0 (refused: *code, *depth and a reference to the certificate concerned in
+ * *bad, or NULL) or -1 (out of memory).
+ */
+static int verify_run(const struct mft_x509_verify_args *a, unsigned long flags, int *code,
+                      int *depth, X509 **bad)
+{
+    X509_STORE *store = X509_STORE_new();
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    int rc = -1;
+
+    *bad = NULL;
+    if (!store || !ctx)
+        goto out;
+    for (int i = 0; a->roots && i < sk_X509_num(a->roots); i++)
+        X509_STORE_add_cert(store, sk_X509_value(a->roots, i));
+    /* a registered intermediate is an anchor, as in GnuTLS's trust list */
+    X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN | flags);
+    if (X509_STORE_CTX_init(ctx, store, a->leaf, a->intermediates) != 1)
+        goto out;
+    if (!(flags & X509_V_FLAG_NO_CHECK_TIME)) /* a set time would override NO_CHECK_TIME */
+        X509_STORE_CTX_set_time(ctx, 0, a->at);
+    X509_STORE_CTX_set_purpose(ctx, a->purpose == MFT_X509_SERVER ? X509_PURPOSE_SSL_SERVER
+                                                                  : X509_PURPOSE_SSL_CLIENT);
+    rc = X509_verify_cert(ctx) == 1;
+    *code = X509_STORE_CTX_get_error(ctx);
+    *depth = X509_STORE_CTX_get_error_depth(ctx);
+    if (rc == 0) {
+        X509 *x = X509_STORE_CTX_get_current_cert(ctx);
+        if (x && X509_up_ref(x))
+            *bad = x;
+    }
+out:
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(store);
+    return rc;
+}
+
+/* 1 when the leaf names peer (an IP literal is matched against IP names). */
+static int name_matches(X509 *leaf, const char *peer)
+{
+    unsigned char ip[16];
+    if (inet_pton(AF_INET, peer, ip) == 1 || inet_pton(AF_INET6, peer, ip) == 1)
+        return X509_check_ip_asc(leaf, peer, 0) == 1;
+    return X509_check_host(leaf, peer, strlen(peer), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) ==
+           1;
+}
+
+int mft_x509_verify(const struct mft_x509_verify_args *a, struct mft_err *err)
+{
+    int code = X509_V_OK, depth = 0, code2 = X509_V_OK, depth2 = 0, r;
+    enum mft_x509_fault fault = MFT_X509_UNTRUSTED;
+    X509 *bad = NULL, *bad2 = NULL;
+    struct mft_x509_facts f;
+
+    r = verify_run(a, 0, &code, &depth, &bad);
+    if (r < 0)
+        return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+    if (r == 1) {
+        char names[512];
+        if (!a->peer_name || name_matches(a->leaf, a->peer_name))
+            return 0;
+        mft_x509_refuse(err, a->purpose, MFT_X509_NAME_MISMATCH, 0, a->peer_name);
+        mft_x509_names(a->leaf, names, sizeof(names));
+        return mft_err_detail(err, "the certificate names %s", names);
+    }
+    if (code == X509_V_ERR_CERT_HAS_EXPIRED || code == X509_V_ERR_CERT_NOT_YET_VALID) {
+        /* expired only when the time is the one fault; else say what else is */
+        r = verify_run(a, X509_V_FLAG_NO_CHECK_TIME, &code2, &depth2, &bad2);
+        if (r == 1) {
+            fault = code == X509_V_ERR_CERT_HAS_EXPIRED ? MFT_X509_EXPIRED : MFT_X509_NOT_YET_VALID;
+        } else if (r == 0) {
+            X509_free(bad);
+            bad = bad2;
+            code = code2;
+            depth = depth2;
+        } else {
+            X509_free(bad);
+            return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+        }
+    } else if (code == X509_V_ERR_INVALID_PURPOSE) {
+        fault = MFT_X509_WRONG_PURPOSE;
+    }
+    mft_x509_refuse(err, a->purpose, fault, depth, NULL);
+    mft_x509_facts(bad ? bad : a->leaf, &f);
+    mft_err_detail(err, "X.509 verify error %d at depth %d: %s", code, depth,
+                   X509_verify_cert_error_string(code));
+    mft_err_detail(err, "%s is valid from %s to %s", f.subject, f.not_before, f.not_after);
+    X509_free(bad);
+    return -1;
 }
