@@ -342,38 +342,31 @@ static void describe_verify_status(struct mft_err *err, unsigned status)
 }
 
 /*
- * GnuTLS checks certificate times against its global clock only; to validate
- * at a given time its own checks are off and the output function, called for
- * each (certificate, issuer) link of the path it verifies, checks the times
- * of both here. The function takes no user pointer, so the time and the
- * finding travel in this per-thread pointer, set only around the call.
+ * GnuTLS takes certificate times from its global clock only (and decides
+ * with them which path to build: an expired intermediate next to a trusted
+ * root with its name and key is skipped). So its clock is, installed once per
+ * process, this function: the validation time of the verification running on
+ * this thread, else the system time like GnuTLS's own.
  */
-struct path_times {
-    time_t at;
-    unsigned status; /* GNUTLS_CERT_EXPIRED / GNUTLS_CERT_NOT_ACTIVATED */
-};
-static _Thread_local struct path_times *path_times_cur;
+static _Thread_local const time_t *verify_at;
+static pthread_once_t clock_once = PTHREAD_ONCE_INIT;
 
-static void path_time(gnutls_x509_crt_t crt, struct path_times *pt)
+static time_t verify_clock(time_t *t)
 {
-    if (gnutls_x509_crt_get_expiration_time(crt) < pt->at)
-        pt->status |= GNUTLS_CERT_EXPIRED;
-    if (gnutls_x509_crt_get_activation_time(crt) > pt->at)
-        pt->status |= GNUTLS_CERT_NOT_ACTIVATED;
+    time_t now = verify_at ? *verify_at : time(NULL);
+    if (t)
+        *t = now;
+    return now;
 }
 
-static int path_link(gnutls_x509_crt_t cert, gnutls_x509_crt_t issuer, gnutls_x509_crl_t crl,
-                     unsigned int output)
+static void clock_install(void)
 {
-    (void)crl;
-    (void)output;
-    if (path_times_cur) {
-        path_time(cert, path_times_cur);
-        if (issuer)
-            path_time(issuer, path_times_cur);
-    }
-    return 0;
+    gnutls_global_set_time_function(verify_clock);
 }
+
+/* Keys and signatures of at least 112 bits of security (what the OpenSSL
+ * engine's auth level 2 requires too). */
+#define VERIFY_FLAGS GNUTLS_PROFILE_TO_VFLAGS(GNUTLS_PROFILE_MEDIUM)
 
 /* The peer name against the leaf: an IP literal against its IP names, else DNS. */
 static int name_matches(gnutls_x509_crt_t leaf, const char *name)
@@ -399,7 +392,6 @@ static int chain_check(gnutls_x509_trust_list_t cas, gnutls_x509_crt_t *chain, u
 {
     const char *oid = purpose == MFT_X509_SERVER ? GNUTLS_KP_TLS_WWW_SERVER : OID_CLIENT_AUTH;
     gnutls_typed_vdata_st vdata = {GNUTLS_DT_KEY_PURPOSE_OID, (unsigned char *)oid, 0};
-    struct path_times pt = {at, 0};
     unsigned status = 0;
     int vr;
 
@@ -410,18 +402,15 @@ static int chain_check(gnutls_x509_trust_list_t cas, gnutls_x509_crt_t *chain, u
     if (!allows_purpose(chain[0], oid))
         return mft_x509_refuse(err, purpose, MFT_X509_WRONG_PURPOSE, 0, NULL);
     if (!pinned) {
-        path_times_cur = &pt;
-        vr = gnutls_x509_trust_list_verify_crt2(cas, chain, n_chain, &vdata, 1,
-                                                GNUTLS_VERIFY_DISABLE_TIME_CHECKS |
-                                                    GNUTLS_VERIFY_DISABLE_TRUSTED_TIME_CHECKS,
-                                                &status, path_link);
-        path_times_cur = NULL;
+        pthread_once(&clock_once, clock_install);
+        verify_at = &at;
+        vr = gnutls_x509_trust_list_verify_crt2(cas, chain, n_chain, &vdata, 1, VERIFY_FLAGS,
+                                                &status, NULL);
+        verify_at = NULL;
         if (vr < 0) {
             mft_x509_refuse(err, purpose, MFT_X509_UNTRUSTED, -1, NULL);
             return mft_err_detail(err, "gnutls: %s", gnutls_strerror(vr));
         }
-        if (pt.status)
-            status |= pt.status | GNUTLS_CERT_INVALID;
         if (status != 0) {
             if (status & GNUTLS_CERT_EXPIRED)
                 mft_x509_refuse(err, purpose, MFT_X509_EXPIRED, -1, NULL);

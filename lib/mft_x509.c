@@ -1021,10 +1021,16 @@ static int verify_run(const struct mft_x509_verify_args *a, unsigned long flags,
         goto out;
     for (int i = 0; a->roots && i < sk_X509_num(a->roots); i++)
         X509_STORE_add_cert(store, sk_X509_value(a->roots, i));
-    /* a registered intermediate is an anchor, as in GnuTLS's trust list */
-    X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN | flags);
+    /* a registered intermediate is an anchor, as in GnuTLS's trust list;
+     * the certificates must follow RFC 5280 (basicConstraints of a CA
+     * critical, authority and subject key identifiers, a non-empty issuer ...) */
+    X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN | X509_V_FLAG_X509_STRICT | flags);
     if (X509_STORE_CTX_init(ctx, store, a->leaf, a->intermediates) != 1)
         goto out;
+    /* keys and signatures of at least 112 bits of security, as Debian's
+     * default TLS security level 2 would require: our callback replaces the
+     * verification that applies it */
+    X509_VERIFY_PARAM_set_auth_level(X509_STORE_CTX_get0_param(ctx), 2);
     if (!(flags & X509_V_FLAG_NO_CHECK_TIME)) /* a set time would override NO_CHECK_TIME */
         X509_STORE_CTX_set_time(ctx, 0, a->at);
     X509_STORE_CTX_set_purpose(ctx, a->purpose == MFT_X509_SERVER ? X509_PURPOSE_SSL_SERVER
