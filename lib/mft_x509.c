@@ -806,7 +806,8 @@ static int name_line(const X509_NAME *name, char *buf, size_t len)
         n = BIO_get_mem_data(bio, &data);
         if (n >= 0) {
             size_t k = (size_t)n < len - 1 ? (size_t)n : len - 1;
-            memcpy(buf, data, k);
+            if (k > 0) /* an empty name leaves data NULL */
+                memcpy(buf, data, k);
             buf[k] = '\0';
             rc = 0;
         }
