@@ -20,12 +20,10 @@
 #include "mft_tls.h"
 #include "mft_x509.h"
 
-#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,8 +62,7 @@ struct mft_httpc_conn {
 struct call {
     const struct mft_httpc_request *rq;
     int https;
-    char host[256]; /* the URL's host; an IPv6 literal without brackets */
-    int host_is_ip;
+    char host[256];     /* the URL's host; an IPv6 literal without brackets */
     char hostport[300]; /* "host:port" for messages */
     /* the station's client certificate, parsed before the transfer */
     X509 *client_cert;
@@ -135,14 +132,6 @@ static int pin_equal(const char reg[64], const char *ours)
     return i == 64 || reg[i] == '\0' || reg[i] == ' ' || reg[i] == '\t' || reg[i] == '\n';
 }
 
-static int host_matches(X509 *leaf, const struct call *c)
-{
-    if (c->host_is_ip)
-        return X509_check_ip_asc(leaf, c->host, 0) == 1;
-    return X509_check_host(leaf, c->host, strlen(c->host), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS,
-                           NULL) == 1;
-}
-
 /* Appends the identifying facts of the certificate presented to e's detail. */
 static void detail_presented(struct mft_err *e, X509 *leaf)
 {
@@ -153,50 +142,14 @@ static void detail_presented(struct mft_err *e, X509 *leaf)
                    f.subject, f.issuer, f.sha256, f.serial, f.not_before, f.not_after);
 }
 
-/*
- * X509_verify_cert of leaf + the chain the server sent against a store of the
- * registered CAs (a registered intermediate is an anchor), purpose TLS server.
- * Returns 1 (verified), 0 (refused: *verr, *depth and a reference to the
- * failing certificate in *bad) or -1 (out of memory).
- */
-static int chain_verify(STACK_OF(X509) * cas, X509 *leaf, STACK_OF(X509) * chain,
-                        unsigned long flags, int *verr, int *depth, X509 **bad)
-{
-    X509_STORE *store = X509_STORE_new();
-    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
-    int rc = -1;
-
-    if (!store || !ctx)
-        goto out;
-    for (int i = 0; i < sk_X509_num(cas); i++)
-        X509_STORE_add_cert(store, sk_X509_value(cas, i));
-    X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN | flags);
-    if (X509_STORE_CTX_init(ctx, store, leaf, chain) != 1)
-        goto out;
-    X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_SERVER);
-    rc = X509_verify_cert(ctx) == 1;
-    *verr = X509_STORE_CTX_get_error(ctx);
-    *depth = X509_STORE_CTX_get_error_depth(ctx);
-    if (bad && rc == 0) {
-        X509 *x = X509_STORE_CTX_get_current_cert(ctx);
-        if (x && X509_up_ref(x))
-            *bad = x;
-    }
-out:
-    X509_STORE_CTX_free(ctx);
-    X509_STORE_free(store);
-    return rc;
-}
-
 /* Our rules (see mft_httpc.h). Returns 1 to accept; 0 with c->vfail filled. */
 static int trust_decide(struct call *c, X509 *leaf, STACK_OF(X509) * chain)
 {
     const struct mft_httpc_trust *t = c->rq->trust;
     int n_certs = t->certs ? sk_X509_num(t->certs) : 0;
     int n_cas = t->cas ? sk_X509_num(t->cas) : 0;
-    int verr = X509_V_OK, depth = 0, ok;
+    struct mft_err verr;
     char pin[64];
-    X509 *bad = NULL;
 
     for (int i = 0; i < n_certs; i++)
         if (X509_cmp(leaf, sk_X509_value(t->certs, i)) == 0)
@@ -209,40 +162,16 @@ static int trust_decide(struct call *c, X509 *leaf, STACK_OF(X509) * chain)
         if (pin_equal(t->pins[i], pin))
             return 1;
     if (n_cas > 0) {
-        ok = chain_verify(t->cas, leaf, chain, 0, &verr, &depth, &bad);
-        if (ok < 0) {
-            mft_err_set(&c->vfail, MFT_E_NO_MEMORY, NULL);
-            return 0;
-        }
-        if (ok == 1) {
-            char names[512];
-            if (host_matches(leaf, c))
-                return 1;
-            mft_x509_names(leaf, names, sizeof(names));
-            mft_err_set(&c->vfail, MFT_E_TLS_SERVER_NAME_MISMATCH,
-                        "the server's TLS certificate is not issued for %s", c->host);
-            mft_err_detail(&c->vfail, "the certificate names %s", names);
-            detail_presented(&c->vfail, leaf);
-            return 0;
-        }
-        if (verr == X509_V_ERR_CERT_HAS_EXPIRED || verr == X509_V_ERR_CERT_NOT_YET_VALID) {
-            int verr2 = X509_V_OK, depth2 = 0;
-            if (chain_verify(t->cas, leaf, chain, X509_V_FLAG_NO_CHECK_TIME, &verr2, &depth2,
-                             NULL) == 1) {
-                struct mft_x509_facts f;
-                mft_x509_facts(bad ? bad : leaf, &f);
-                mft_err_set(&c->vfail, MFT_E_TLS_SERVER_EXPIRED, "the server's TLS %s %s",
-                            depth > 0 ? "CA certificate" : "certificate",
-                            verr == X509_V_ERR_CERT_HAS_EXPIRED ? "has expired"
-                                                                : "is not yet valid");
-                mft_err_detail(&c->vfail, "%s is valid from %s to %s", f.subject, f.not_before,
-                               f.not_after);
+        struct mft_x509_verify_args va = {t->cas,     chain,           leaf,
+                                          time(NULL), MFT_X509_SERVER, c->host};
+        if (mft_x509_verify(&va, &verr) == 0)
+            return 1;
+        if (verr.kind != MFT_E_TLS_SERVER_UNTRUSTED) {
+            c->vfail = verr;
+            if (verr.kind != MFT_E_NO_MEMORY)
                 detail_presented(&c->vfail, leaf);
-                X509_free(bad);
-                return 0;
-            }
+            return 0;
         }
-        X509_free(bad);
     }
     mft_err_set(&c->vfail, MFT_E_TLS_SERVER_UNTRUSTED, NULL);
     detail_presented(&c->vfail, leaf);
@@ -252,8 +181,7 @@ static int trust_decide(struct call *c, X509 *leaf, STACK_OF(X509) * chain)
     if (t->n_pins)
         mft_err_detail(&c->vfail, "matches none of the %zu registered pins", t->n_pins);
     if (n_cas)
-        mft_err_detail(&c->vfail, "no chain to the %d registered CAs: %s (depth %d)", n_cas,
-                       X509_verify_cert_error_string(verr), depth);
+        mft_err_detail(&c->vfail, "no chain to the %d registered CAs: %s", n_cas, verr.detail);
     return 0;
 }
 
@@ -512,11 +440,6 @@ static int parse_url(struct call *c, const char *url, struct mft_err *err)
         snprintf(c->host, sizeof(c->host), "%.*s", (int)hl, host + 1);
     } else {
         snprintf(c->host, sizeof(c->host), "%s", host);
-    }
-    {
-        struct in6_addr a6;
-        c->host_is_ip =
-            inet_pton(AF_INET, c->host, &a6) == 1 || inet_pton(AF_INET6, c->host, &a6) == 1;
     }
     snprintf(c->hostport, sizeof(c->hostport), "%s:%s", host, port);
     rc = 0;

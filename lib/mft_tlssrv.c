@@ -16,6 +16,7 @@
 #include "mft_tlssrv.h"
 #include "mft_log.h"
 
+#include <arpa/inet.h>
 #include <gnutls/x509.h>
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
@@ -26,6 +27,7 @@
 
 #define OID_CLIENT_AUTH "1.3.6.1.5.5.7.3.2"
 #define OID_ANY_EKU "2.5.29.37.0"
+#define CHAIN_MAX 16 /* certificates of a peer's chain that are looked at */
 
 struct station_cred {
     gnutls_pcert_st *pcerts;
@@ -311,8 +313,8 @@ static int alert_read(gnutls_session_t session, gnutls_record_encryption_level_t
     return 0;
 }
 
-/* Returns 1 when the certificate's EKU allows clientAuth (or has no EKU). */
-static int allows_client_auth(gnutls_x509_crt_t crt)
+/* Returns 1 when the certificate's EKU allows the purpose OID (or it has no EKU). */
+static int allows_purpose(gnutls_x509_crt_t crt, const char *purpose_oid)
 {
     char oid[128];
     int found_any = 0;
@@ -324,7 +326,7 @@ static int allows_client_auth(gnutls_x509_crt_t crt)
         if (rc < 0)
             return 0;
         found_any = 1;
-        if (strcmp(oid, OID_CLIENT_AUTH) == 0 || strcmp(oid, OID_ANY_EKU) == 0)
+        if (strcmp(oid, purpose_oid) == 0 || strcmp(oid, OID_ANY_EKU) == 0)
             return 1;
     }
     return !found_any;
@@ -337,6 +339,94 @@ static void describe_verify_status(struct mft_err *err, unsigned status)
         mft_err_detail(err, "verify: %s", (char *)out.data);
         gnutls_free(out.data);
     }
+}
+
+/*
+ * GnuTLS takes certificate times from its global clock only (and decides
+ * with them which path to build: an expired intermediate next to a trusted
+ * root with its name and key is skipped). So its clock is, installed once per
+ * process, this function: the validation time of the verification running on
+ * this thread, else the system time like GnuTLS's own.
+ */
+static _Thread_local const time_t *verify_at;
+static pthread_once_t clock_once = PTHREAD_ONCE_INIT;
+
+static time_t verify_clock(time_t *t)
+{
+    time_t now = verify_at ? *verify_at : time(NULL);
+    if (t)
+        *t = now;
+    return now;
+}
+
+static void clock_install(void)
+{
+    gnutls_global_set_time_function(verify_clock);
+}
+
+/* Keys and signatures of at least 112 bits of security (what the OpenSSL
+ * engine's auth level 2 requires too). */
+#define VERIFY_FLAGS GNUTLS_PROFILE_TO_VFLAGS(GNUTLS_PROFILE_MEDIUM)
+
+/* The peer name against the leaf: an IP literal against its IP names, else DNS. */
+static int name_matches(gnutls_x509_crt_t leaf, const char *name)
+{
+    unsigned char ip[16];
+    if (inet_pton(AF_INET, name, ip) == 1)
+        return gnutls_x509_crt_check_ip(leaf, ip, 4, 0) != 0;
+    if (inet_pton(AF_INET6, name, ip) == 1)
+        return gnutls_x509_crt_check_ip(leaf, ip, 16, 0) != 0;
+    return gnutls_x509_crt_check_hostname2(leaf, name, 0) != 0;
+}
+
+/*
+ * The GnuTLS validation of a peer certificate, shared by the handshake
+ * (verify) and mft_tlssrv_verify: chain[0] is the peer's, the rest what it
+ * sent. The leaf's own time and EKU first (their refusals are the clearest),
+ * then, unless the leaf is registered as such (pinned), the path to cas for
+ * the purpose at time at, then the name. Returns 0, or -1 with err.
+ */
+static int chain_check(gnutls_x509_trust_list_t cas, gnutls_x509_crt_t *chain, unsigned n_chain,
+                       time_t at, enum mft_x509_purpose purpose, const char *peer_name, int pinned,
+                       struct mft_err *err)
+{
+    const char *oid = purpose == MFT_X509_SERVER ? GNUTLS_KP_TLS_WWW_SERVER : OID_CLIENT_AUTH;
+    gnutls_typed_vdata_st vdata = {GNUTLS_DT_KEY_PURPOSE_OID, (unsigned char *)oid, 0};
+    unsigned status = 0;
+    int vr;
+
+    if (gnutls_x509_crt_get_expiration_time(chain[0]) < at)
+        return mft_x509_refuse(err, purpose, MFT_X509_EXPIRED, 0, NULL);
+    if (gnutls_x509_crt_get_activation_time(chain[0]) > at)
+        return mft_x509_refuse(err, purpose, MFT_X509_NOT_YET_VALID, 0, NULL);
+    if (!allows_purpose(chain[0], oid))
+        return mft_x509_refuse(err, purpose, MFT_X509_WRONG_PURPOSE, 0, NULL);
+    if (!pinned) {
+        pthread_once(&clock_once, clock_install);
+        verify_at = &at;
+        vr = gnutls_x509_trust_list_verify_crt2(cas, chain, n_chain, &vdata, 1, VERIFY_FLAGS,
+                                                &status, NULL);
+        verify_at = NULL;
+        if (vr < 0) {
+            mft_x509_refuse(err, purpose, MFT_X509_UNTRUSTED, -1, NULL);
+            return mft_err_detail(err, "gnutls: %s", gnutls_strerror(vr));
+        }
+        if (status != 0) {
+            if (status & GNUTLS_CERT_EXPIRED)
+                mft_x509_refuse(err, purpose, MFT_X509_EXPIRED, -1, NULL);
+            else if (status & GNUTLS_CERT_NOT_ACTIVATED)
+                mft_x509_refuse(err, purpose, MFT_X509_NOT_YET_VALID, -1, NULL);
+            else if (status & GNUTLS_CERT_PURPOSE_MISMATCH)
+                mft_x509_refuse(err, purpose, MFT_X509_WRONG_PURPOSE, -1, NULL);
+            else
+                mft_x509_refuse(err, purpose, MFT_X509_UNTRUSTED, -1, NULL);
+            describe_verify_status(err, status);
+            return -1;
+        }
+    }
+    if (peer_name && !name_matches(chain[0], peer_name))
+        return mft_x509_refuse(err, purpose, MFT_X509_NAME_MISMATCH, 0, peer_name);
+    return 0;
 }
 
 /* The TLS alert that tells the client why its certificate was refused, with
@@ -376,7 +466,7 @@ static int verify(gnutls_session_t session)
     struct mft_tlssrv_conn *c = gnutls_db_get_ptr(session);
     unsigned n = 0;
     const gnutls_datum_t *certs = gnutls_certificate_get_peers(session, &n);
-    gnutls_x509_crt_t chain[16];
+    gnutls_x509_crt_t chain[CHAIN_MAX];
     unsigned n_chain = 0;
     int rc = -1;
     if (!c)
@@ -389,7 +479,7 @@ static int verify(gnutls_session_t session)
     }
     /* keep the peer's certificates (OpenSSL form) for facts and partner checks */
     c->peer_chain = sk_X509_new_null();
-    for (unsigned i = 0; i < n && i < 16; i++) {
+    for (unsigned i = 0; i < n && i < CHAIN_MAX; i++) {
         const unsigned char *p = certs[i].data;
         X509 *x = d2i_X509(NULL, &p, certs[i].size);
         if (!x)
@@ -411,53 +501,15 @@ static int verify(gnutls_session_t session)
                     "the client's TLS certificate cannot be parsed");
         goto out;
     }
-    time_t now = time(NULL);
-    if (gnutls_x509_crt_get_expiration_time(chain[0]) < now) {
-        mft_err_set(&c->verify_err, MFT_E_TLS_CLIENT_CERT_EXPIRED, NULL);
-        goto out;
-    }
-    if (gnutls_x509_crt_get_activation_time(chain[0]) > now) {
-        mft_err_set(&c->verify_err, MFT_E_TLS_CLIENT_CERT_NOT_YET_VALID, NULL);
-        goto out;
-    }
-    if (!allows_client_auth(chain[0])) {
-        mft_err_set(&c->verify_err, MFT_E_TLS_CLIENT_CERT_NO_CLIENT_AUTH, NULL);
-        goto out;
-    }
     unsigned char fp[32];
     unsigned int fplen = sizeof(fp);
+    int pinned = 0;
     X509_digest(c->peer, EVP_sha256(), fp, &fplen);
-    for (size_t i = 0; i < c->snap->n_exact; i++) {
-        if (memcmp(c->snap->exact[i], fp, 32) == 0) {
-            rc = 0;
-            goto out;
-        }
-    }
-    gnutls_typed_vdata_st purpose = {GNUTLS_DT_KEY_PURPOSE_OID, (unsigned char *)OID_CLIENT_AUTH,
-                                     0};
-    unsigned status = 0;
-    int vr = gnutls_x509_trust_list_verify_crt2(c->snap->cas, chain, n_chain, &purpose, 1, 0,
-                                                &status, NULL);
-    if (vr < 0) {
-        mft_err_set(&c->verify_err, MFT_E_TLS_CLIENT_CERT_UNTRUSTED, NULL);
-        mft_err_detail(&c->verify_err, "gnutls: %s", gnutls_strerror(vr));
-        goto out;
-    }
-    if (status == 0) {
+    for (size_t i = 0; i < c->snap->n_exact && !pinned; i++)
+        pinned = memcmp(c->snap->exact[i], fp, 32) == 0;
+    if (chain_check(c->snap->cas, chain, n_chain, time(NULL), MFT_X509_CLIENT, NULL, pinned,
+                    &c->verify_err) == 0)
         rc = 0;
-        goto out;
-    }
-    if (status & GNUTLS_CERT_EXPIRED)
-        mft_err_set(&c->verify_err, MFT_E_TLS_CLIENT_CERT_EXPIRED,
-                    "a certificate in the client's TLS chain has expired");
-    else if (status & GNUTLS_CERT_NOT_ACTIVATED)
-        mft_err_set(&c->verify_err, MFT_E_TLS_CLIENT_CERT_NOT_YET_VALID,
-                    "a certificate in the client's TLS chain is not yet valid");
-    else if (status & GNUTLS_CERT_PURPOSE_MISMATCH)
-        mft_err_set(&c->verify_err, MFT_E_TLS_CLIENT_CERT_NO_CLIENT_AUTH, NULL);
-    else
-        mft_err_set(&c->verify_err, MFT_E_TLS_CLIENT_CERT_UNTRUSTED, NULL);
-    describe_verify_status(&c->verify_err, status);
 out:
     if (rc < 0 && c->peer) {
         struct mft_x509_facts f;
@@ -598,6 +650,44 @@ void mft_tlssrv_conn_end(struct mft_tlssrv_conn *c)
     free(c);
 }
 
+int mft_tlssrv_verify(const struct mft_x509_verify_args *a, struct mft_err *err)
+{
+    gnutls_x509_trust_list_t cas = NULL;
+    gnutls_x509_crt_t chain[CHAIN_MAX];
+    unsigned n_chain = 0;
+    int n_inter = a->intermediates ? sk_X509_num(a->intermediates) : 0;
+    int rc = -1;
+
+    if (gnutls_x509_trust_list_init(&cas, 0) < 0) {
+        mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+        goto out;
+    }
+    for (int i = 0; a->roots && i < sk_X509_num(a->roots); i++) {
+        gnutls_x509_crt_t crt = to_gnutls(sk_X509_value(a->roots, i));
+        if (!crt || gnutls_x509_trust_list_add_cas(cas, &crt, 1, 0) != 1) {
+            gnutls_x509_crt_deinit(crt);
+            mft_err_set(err, MFT_E_CONFIG, "a trusted certificate is unusable by GnuTLS");
+            goto out;
+        }
+    }
+    for (int i = -1; i < n_inter && n_chain < CHAIN_MAX; i++) {
+        chain[n_chain] = to_gnutls(i < 0 ? a->leaf : sk_X509_value(a->intermediates, i));
+        if (!chain[n_chain]) {
+            mft_x509_refuse(err, a->purpose, MFT_X509_UNTRUSTED, i + 1, NULL);
+            mft_err_detail(err, "GnuTLS cannot parse the certificate at depth %d", i + 1);
+            goto out;
+        }
+        n_chain++;
+    }
+    rc = chain_check(cas, chain, n_chain, a->at, a->purpose, a->peer_name, 0, err);
+out:
+    for (unsigned i = 0; i < n_chain; i++)
+        gnutls_x509_crt_deinit(chain[i]);
+    if (cas)
+        gnutls_x509_trust_list_deinit(cas, 1);
+    return rc;
+}
+
 int mft_tlssrv_cert_is_partners(X509 *cert, STACK_OF(X509) * chain, const struct mft_partner *p)
 {
     if (!cert || !p)
@@ -607,21 +697,7 @@ int mft_tlssrv_cert_is_partners(X509 *cert, STACK_OF(X509) * chain, const struct
             return 1;
     if (!p->tls_cas || sk_X509_num(p->tls_cas) == 0)
         return 0;
-    int ok = 0;
-    X509_STORE *store = X509_STORE_new();
-    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
-    if (!store || !ctx)
-        goto out;
-    for (int i = 0; i < sk_X509_num(p->tls_cas); i++)
-        X509_STORE_add_cert(store, sk_X509_value(p->tls_cas, i));
-    /* a registered intermediate is an anchor, as in GnuTLS's trust list */
-    X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN);
-    if (X509_STORE_CTX_init(ctx, store, cert, chain) != 1)
-        goto out;
-    X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
-    ok = X509_verify_cert(ctx) == 1;
-out:
-    X509_STORE_CTX_free(ctx);
-    X509_STORE_free(store);
-    return ok;
+    struct mft_x509_verify_args va = {p->tls_cas, chain, cert, time(NULL), MFT_X509_CLIENT, NULL};
+    struct mft_err e;
+    return mft_x509_verify(&va, &e) == 0;
 }

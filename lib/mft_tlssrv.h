@@ -92,4 +92,13 @@ void mft_tlssrv_conn_end(struct mft_tlssrv_conn *c);
  */
 int mft_tlssrv_cert_is_partners(X509 *cert, STACK_OF(X509) * chain, const struct mft_partner *p);
 
+/*
+ * The GnuTLS validation the handshake runs (the same code), on its own inputs:
+ * a->roots become a trust list, a->leaf and a->intermediates the peer's chain
+ * (at most 16 certificates). The leaf's time and EKU, then the path for
+ * a->purpose at a->at, then a->peer_name. Returns 0 when accepted, or -1 with
+ * err (kinds as mft_x509_verify; the detail is GnuTLS's status text).
+ */
+int mft_tlssrv_verify(const struct mft_x509_verify_args *a, struct mft_err *err);
+
 #endif

@@ -806,7 +806,8 @@ static int name_line(const X509_NAME *name, char *buf, size_t len)
         n = BIO_get_mem_data(bio, &data);
         if (n >= 0) {
             size_t k = (size_t)n < len - 1 ? (size_t)n : len - 1;
-            memcpy(buf, data, k);
+            if (k > 0) /* an empty name leaves data NULL */
+                memcpy(buf, data, k);
             buf[k] = '\0';
             rc = 0;
         }
@@ -958,4 +959,148 @@ int mft_x509_key_desc(const EVP_PKEY *key, char *buf, size_t len)
         return 0;
     }
     }
+}
+
+/* ---- path validation ------------------------------------------------------ */
+
+/* The kinds of a refusal, per side ([purpose]) and fault ([fault]). */
+static const struct {
+    const char *who, *eku;
+    enum mft_err_kind kinds[5];
+} refusal[] = {
+    [MFT_X509_SERVER] = {"server",
+                         "serverAuth",
+                         {MFT_E_TLS_SERVER_UNTRUSTED, MFT_E_TLS_SERVER_EXPIRED,
+                          MFT_E_TLS_SERVER_EXPIRED, MFT_E_TLS_SERVER_UNTRUSTED,
+                          MFT_E_TLS_SERVER_NAME_MISMATCH}},
+    [MFT_X509_CLIENT] = {"client",
+                         "clientAuth",
+                         {MFT_E_TLS_CLIENT_CERT_UNTRUSTED, MFT_E_TLS_CLIENT_CERT_EXPIRED,
+                          MFT_E_TLS_CLIENT_CERT_NOT_YET_VALID, MFT_E_TLS_CLIENT_CERT_NO_CLIENT_AUTH,
+                          MFT_E_TLS_CLIENT_CERT_NOT_PARTNERS}},
+};
+
+int mft_x509_refuse(struct mft_err *err, enum mft_x509_purpose purpose, enum mft_x509_fault fault,
+                    int depth, const char *peer_name)
+{
+    const char *who = refusal[purpose].who;
+    enum mft_err_kind kind = refusal[purpose].kinds[fault];
+    const char *when = fault == MFT_X509_EXPIRED ? "has expired" : "is not yet valid";
+
+    switch (fault) {
+    case MFT_X509_EXPIRED:
+    case MFT_X509_NOT_YET_VALID:
+        if (depth < 0)
+            return mft_err_set(err, kind, "a certificate in the %s's TLS chain %s", who, when);
+        return mft_err_set(err, kind, "the %s's TLS %s %s", who,
+                           depth > 0 ? "CA certificate" : "certificate", when);
+    case MFT_X509_WRONG_PURPOSE:
+        return mft_err_set(err, kind, "the %s's TLS certificate is not allowed for %s", who,
+                           refusal[purpose].eku);
+    case MFT_X509_NAME_MISMATCH:
+        return mft_err_set(err, kind, "the %s's TLS certificate is not issued for %s", who,
+                           peer_name ? peer_name : "");
+    case MFT_X509_UNTRUSTED:
+        break;
+    }
+    return mft_err_set(err, kind, NULL);
+}
+
+/*
+ * One X509_verify_cert run with the given extra flags. Returns 1 (verified),
+ * 0 (refused: *code, *depth and a reference to the certificate concerned in
+ * *bad, or NULL) or -1 (out of memory).
+ */
+static int verify_run(const struct mft_x509_verify_args *a, unsigned long flags, int *code,
+                      int *depth, X509 **bad)
+{
+    X509_STORE *store = X509_STORE_new();
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    int rc = -1;
+
+    *bad = NULL;
+    if (!store || !ctx)
+        goto out;
+    for (int i = 0; a->roots && i < sk_X509_num(a->roots); i++)
+        X509_STORE_add_cert(store, sk_X509_value(a->roots, i));
+    /* a registered intermediate is an anchor, as in GnuTLS's trust list;
+     * the certificates must follow RFC 5280 (basicConstraints of a CA
+     * critical, authority and subject key identifiers, a non-empty issuer ...) */
+    X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN | X509_V_FLAG_X509_STRICT | flags);
+    if (X509_STORE_CTX_init(ctx, store, a->leaf, a->intermediates) != 1)
+        goto out;
+    /* keys and signatures of at least 112 bits of security, as Debian's
+     * default TLS security level 2 would require: our callback replaces the
+     * verification that applies it */
+    X509_VERIFY_PARAM_set_auth_level(X509_STORE_CTX_get0_param(ctx), 2);
+    if (!(flags & X509_V_FLAG_NO_CHECK_TIME)) /* a set time would override NO_CHECK_TIME */
+        X509_STORE_CTX_set_time(ctx, 0, a->at);
+    X509_STORE_CTX_set_purpose(ctx, a->purpose == MFT_X509_SERVER ? X509_PURPOSE_SSL_SERVER
+                                                                  : X509_PURPOSE_SSL_CLIENT);
+    rc = X509_verify_cert(ctx) == 1;
+    *code = X509_STORE_CTX_get_error(ctx);
+    *depth = X509_STORE_CTX_get_error_depth(ctx);
+    if (rc == 0) {
+        X509 *x = X509_STORE_CTX_get_current_cert(ctx);
+        if (x && X509_up_ref(x))
+            *bad = x;
+    }
+out:
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(store);
+    return rc;
+}
+
+/* 1 when the leaf names peer (an IP literal is matched against IP names). */
+static int name_matches(X509 *leaf, const char *peer)
+{
+    unsigned char ip[16];
+    if (inet_pton(AF_INET, peer, ip) == 1 || inet_pton(AF_INET6, peer, ip) == 1)
+        return X509_check_ip_asc(leaf, peer, 0) == 1;
+    return X509_check_host(leaf, peer, strlen(peer), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) ==
+           1;
+}
+
+int mft_x509_verify(const struct mft_x509_verify_args *a, struct mft_err *err)
+{
+    int code = X509_V_OK, depth = 0, code2 = X509_V_OK, depth2 = 0, r;
+    enum mft_x509_fault fault = MFT_X509_UNTRUSTED;
+    X509 *bad = NULL, *bad2 = NULL;
+    struct mft_x509_facts f;
+
+    r = verify_run(a, 0, &code, &depth, &bad);
+    if (r < 0)
+        return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+    if (r == 1) {
+        char names[512];
+        if (!a->peer_name || name_matches(a->leaf, a->peer_name))
+            return 0;
+        mft_x509_refuse(err, a->purpose, MFT_X509_NAME_MISMATCH, 0, a->peer_name);
+        mft_x509_names(a->leaf, names, sizeof(names));
+        return mft_err_detail(err, "the certificate names %s", names);
+    }
+    if (code == X509_V_ERR_CERT_HAS_EXPIRED || code == X509_V_ERR_CERT_NOT_YET_VALID) {
+        /* expired only when the time is the one fault; else say what else is */
+        r = verify_run(a, X509_V_FLAG_NO_CHECK_TIME, &code2, &depth2, &bad2);
+        if (r == 1) {
+            fault = code == X509_V_ERR_CERT_HAS_EXPIRED ? MFT_X509_EXPIRED : MFT_X509_NOT_YET_VALID;
+        } else if (r == 0) {
+            X509_free(bad);
+            bad = bad2;
+            code = code2;
+            depth = depth2;
+        } else {
+            X509_free(bad);
+            return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+        }
+    } else if (code == X509_V_ERR_INVALID_PURPOSE) {
+        fault = MFT_X509_WRONG_PURPOSE;
+    }
+    mft_x509_refuse(err, a->purpose, fault, depth, NULL);
+    mft_x509_facts(bad ? bad : a->leaf, &f);
+    mft_err_detail(err, "X.509 verify error %d at depth %d: %s", code, depth,
+                   X509_verify_cert_error_string(code));
+    mft_err_detail(err, "%s is valid from %s to %s", f.subject, f.not_before, f.not_after);
+    X509_free(bad);
+    return -1;
 }

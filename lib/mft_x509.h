@@ -130,4 +130,53 @@ void mft_x509_names(const X509 *cert, char *buf, size_t len);
 /* The public key as a short text: "RSA-2048", "EC-P-256", "ED25519" ... */
 int mft_x509_key_desc(const EVP_PKEY *key, char *buf, size_t len);
 
+/* ---- path validation ------------------------------------------------------ */
+
+/* What the peer's certificate must be good for: a TLS server (serverAuth, we
+ * are the client) or a TLS client (clientAuth, we are the server). */
+enum mft_x509_purpose { MFT_X509_SERVER, MFT_X509_CLIENT };
+
+/*
+ * The inputs of one path validation, the same for both engines (OpenSSL here,
+ * GnuTLS in mft_tlssrv_verify). Everything is borrowed.
+ */
+struct mft_x509_verify_args {
+    STACK_OF(X509) * roots;         /* trust anchors; a registered intermediate is one too */
+    STACK_OF(X509) * intermediates; /* untrusted certificates the peer sent; may be NULL */
+    X509 *leaf;                     /* the peer's certificate */
+    time_t at;                      /* validation time; production passes time(NULL) */
+    enum mft_x509_purpose purpose;
+    const char *peer_name; /* DNS name or IP literal the leaf must name; NULL = no check */
+};
+
+/*
+ * OpenSSL path validation (X509_verify_cert, RFC 5280 strict) of a->leaf with
+ * a->intermediates up to one of a->roots at time a->at for a->purpose, then
+ * the peer name (DNS without partial wildcards, or IP). Returns 0 when
+ * accepted; -1 with err: the kind says who and why (TLS_SERVER_EXPIRED,
+ * TLS_CLIENT_CERT_UNTRUSTED, TLS_SERVER_NAME_MISMATCH, NO_MEMORY ...; expired
+ * only when the time is the one fault), the detail names the X.509 verify code
+ * and depth and the certificate at that depth.
+ */
+int mft_x509_verify(const struct mft_x509_verify_args *a, struct mft_err *err);
+
+/* Why a path was refused, independent of the engine. */
+enum mft_x509_fault {
+    MFT_X509_UNTRUSTED,
+    MFT_X509_EXPIRED,
+    MFT_X509_NOT_YET_VALID,
+    MFT_X509_WRONG_PURPOSE,
+    MFT_X509_NAME_MISMATCH
+};
+
+/*
+ * Starts err for a refusal: the kind and message for the purpose's side
+ * (server / client) and the fault. depth is the certificate concerned (0 the
+ * peer's, > 0 a CA, < 0 unknown: "a certificate in the chain"); peer_name is
+ * named by a NAME_MISMATCH. Returns -1.
+ */
+int mft_x509_refuse(struct mft_err *err, enum mft_x509_purpose purpose, enum mft_x509_fault fault,
+                    int depth, const char *peer_name);
+
+
 #endif
