@@ -22,6 +22,8 @@
 #   initech-client.{key,crt}          ECDSA P-256 TLS client cert, clientAuth, by ca
 #   unknown-client.{key,crt}          ECDSA P-256 client cert (CN=globex) by unknown-ca
 #
+# MFT_DEMO_TLS_KEY=rsa2048 makes the two CAs and every TLS certificate above
+# RSA-2048 instead of ECDSA P-256 (./mft bench tls measures both).
 # Keys are unencrypted PKCS#8 PEM, mode 0600. Existing files are overwritten.
 # Demo material only: never use these keys for anything real.
 set -eu
@@ -97,6 +99,12 @@ openssl rand -hex 8 >"$work/ca/serial"
 serial() { echo "0x$(openssl rand -hex 8)"; }
 rsa_key() { openssl genpkey -quiet -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1"; }
 ec_key() { openssl genpkey -quiet -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1"; }
+# the key of a CA or TLS certificate: ECDSA P-256 unless MFT_DEMO_TLS_KEY says otherwise
+case ${MFT_DEMO_TLS_KEY:-ecdsa-p256} in
+ecdsa-p256) tls_key() { ec_key "$1"; } ;;
+rsa2048) tls_key() { rsa_key "$1"; } ;;
+*) echo "$0: MFT_DEMO_TLS_KEY must be ecdsa-p256 or rsa2048" >&2; exit 2 ;;
+esac
 
 # self_signed NAME SUBJECT EXT
 self_signed() {
@@ -107,7 +115,7 @@ self_signed() {
 
 # issued NAME SUBJECT EXT CA
 issued() {
-    ec_key "$1.key"
+    tls_key "$1.key"
     openssl req -new -config "$work/x509.cnf" -key "$1.key" -subj "$2" -out "$work/$1.csr"
     openssl x509 -req -in "$work/$1.csr" -CA "$4.crt" -CAkey "$4.key" -set_serial "$(serial)" \
         -days 825 -sha256 -extfile "$work/x509.cnf" -extensions "$3" -out "$1.crt" 2>/dev/null
@@ -119,7 +127,7 @@ for ca in ca unknown-ca; do
     ca) subj="/O=MFT Demo/CN=MFT Demo CA" ;;
     *) subj="/O=Nobody Known/CN=Unknown CA" ;;
     esac
-    ec_key "$ca.key"
+    tls_key "$ca.key"
     openssl req -new -x509 -config "$work/x509.cnf" -extensions ca_ext -key "$ca.key" \
         -subj "$subj" -days 3650 -set_serial "$(serial)" -sha256 -out "$ca.crt"
 done
@@ -138,7 +146,7 @@ self_signed globex-encryption "/O=Globex Corporation/CN=GLOBEX AS2 encryption" e
 issued globex-client "/O=Globex Corporation/CN=globex" client_ext ca
 issued globex-tls "/O=Globex Corporation/CN=localhost" server_ext ca
 
-ec_key globex-client-expired.key
+tls_key globex-client-expired.key
 openssl req -new -config "$work/x509.cnf" -key globex-client-expired.key \
     -subj "/O=Globex Corporation/CN=globex (expired)" -out "$work/expired.csr"
 cat "$work/x509.cnf" >>"$work/ca.cnf"

@@ -28,9 +28,14 @@
 struct mft_tlssrv;
 struct mft_tlssrv_conn;
 
-/* Default priority: TLS 1.2 and 1.3 only, secure ciphers. */
-#define MFT_TLSSRV_DEFAULT_PRIORITIES                                                              \
-    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%SERVER_PRECEDENCE"
+/* Default priority: TLS 1.2 and 1.3 only, secure ciphers, in the client's
+ * order of preference (as OpenSSL and nginx by default). Not
+ * %SERVER_PRECEDENCE: with it GnuTLS answers a TLS 1.3 key share for any group
+ * but its own first choice (P-256) with a HelloRetryRequest, so every OpenSSL
+ * or Java client, which sends an X25519 share, paid a round trip, a second key
+ * exchange and, with libmicrohttpd's Nagle-enabled sockets, often a 40 ms
+ * delayed-ACK stall (./mft bench tls). */
+#define MFT_TLSSRV_DEFAULT_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 /* Creates the module with no trust (every client is rejected until the first
  * update). Returns 0 or -1. */

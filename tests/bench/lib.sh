@@ -1,5 +1,6 @@
 # lib.sh — what the benchmarks of `./mft bench` share, as a bash library
-# sourced by tests/bench/run.sh (ingress) and tests/bench/egress.sh: the
+# sourced by tests/bench/run.sh (ingress), tests/bench/egress.sh and
+# tests/bench/tls.sh: the
 # working directory and its clean-up, small helpers (arithmetic, JSON fields,
 # CPU time and memory of a process), the tools the benchmarks install, the
 # local stack with the demo keys and station ACME, the 10 KB AS2 message built
@@ -10,6 +11,7 @@
 #                          removes the payloads (logs and report.txt stay)
 #   bench_tools PKG...     apt-get installs the missing ones (nginx, time, kcat)
 #   bench_stack            redis + broker + keys in $K + `mftctl apply` of ACME
+#   bench_nginx <<CONF     nginx with the server blocks on stdin (sets NGINX_PID)
 #   bench_message DIR      the 10 KB signed + encrypted message (AS2_* variables)
 #   as2load URL THREADS SECONDS [ARGS]   mft-as2load posting $M/body
 #   kafka_offsets TOPIC -1|-2            end / first retained offsets, summed
@@ -70,6 +72,34 @@ bench_stack() {
   cp "$ROOT/examples/acme.json" "$STACK_DIR/acme.json"
   "$MFT_BIN/mftctl" apply -f "$STACK_DIR/acme.json" >"$STACK_DIR/logs/apply.log" 2>&1 ||
     die "mftctl apply failed: $(cat "$STACK_DIR/logs/apply.log")"
+}
+
+# bench_nginx — starts nginx in the foreground under $STACK_DIR/nginx, its http
+# block made of access_log off, a body temp path and the server blocks read
+# from stdin; sets NGINX_PID. Returns 1 when nginx is not installed. The caller
+# waits for its ports.
+bench_nginx() {
+  local nginx
+  nginx=$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; }) || return 1
+  mkdir -p "$STACK_DIR/nginx/tmp"
+  {
+    cat <<CONF
+worker_processes auto;
+daemon off;
+pid $STACK_DIR/nginx/nginx.pid;
+error_log $STACK_DIR/logs/nginx.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $STACK_DIR/nginx/tmp;
+CONF
+    cat
+    echo "}"
+  } >"$STACK_DIR/nginx/nginx.conf"
+  "$nginx" -p "$STACK_DIR/nginx" -c "$STACK_DIR/nginx/nginx.conf" -e "$STACK_DIR/logs/nginx.log" \
+    >"$STACK_DIR/logs/nginx.out" 2>&1 &
+  STACK_PIDS+=($!)
+  NGINX_PID=$!
 }
 
 # bench_message DIR — 10 KB of random bytes as an AS2 message built by the

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# ./mft bench [ingress|egress] — the benchmarks (docs/benchmarks.md). `egress`
-# runs tests/bench/egress.sh (see there); this script is the ingress one.
+# ./mft bench [ingress|egress|tls] — the benchmarks (docs/benchmarks.md).
+# `egress` runs tests/bench/egress.sh, `tls` tests/bench/tls.sh (see there);
+# this script is the ingress one.
 #
 # Starts the local stack (tools/stack.sh: redis-server, the embedded Kafka
 # broker, mft-ingress) with the demo station ACME and partner GLOBEX, builds the
@@ -24,8 +25,9 @@ MODE=${1:-ingress}
 case $MODE in
   ingress) ;;
   egress) exec "$ROOT/tests/bench/egress.sh" "${@:2}" ;;
-  -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  *) echo "unknown benchmark: $MODE (known: ingress, egress)" >&2; exit 2 ;;
+  tls) exec "$ROOT/tests/bench/tls.sh" "${@:2}" ;;
+  -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "unknown benchmark: $MODE (known: ingress, egress, tls)" >&2; exit 2 ;;
 esac
 export STACK_DIR=${STACK_DIR:-$ROOT/.run/bench}
 SECS=${BENCH_SECONDS:-15}
@@ -38,7 +40,6 @@ source "$ROOT/tests/bench/lib.sh"
 [ -x "$MFT_BIN/mft-as2load" ] || { echo "$MFT_BIN/mft-as2load not found: build first (./mft build)" >&2; exit 1; }
 bench_init
 bench_tools nginx time kcat
-NGINX=$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)
 
 # --- the stack, the demo keys and configuration -----------------------------
 bench_stack
@@ -104,26 +105,15 @@ CLI_S=$(calc "$(now) - $t0")
 CLI_RATE=$(calc "round($LOOPS / $CLI_S, 1)")
 
 declare -A NG
-if [ -n "$NGINX" ]; then
-  say "reference: nginx, return 200 over TLS with ssl_verify_client on, keep-alive"
-  NPORT=$(free_port)
-  mkdir -p "$STACK_DIR/nginx/tmp"
-  cat >"$STACK_DIR/nginx/nginx.conf" <<CONF
-worker_processes auto;
-daemon off;
-pid $STACK_DIR/nginx/nginx.pid;
-error_log $STACK_DIR/logs/nginx.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $STACK_DIR/nginx/tmp;
-  keepalive_requests 10000000;
-  keepalive_timeout 120s;
-  client_max_body_size 1m;
-  client_body_buffer_size 64k;
+NPORT=$(free_port)
+if bench_nginx <<CONF; then
   server {
     listen 127.0.0.1:$NPORT ssl;
     server_name localhost;
+    keepalive_requests 10000000;
+    keepalive_timeout 120s;
+    client_max_body_size 1m;
+    client_body_buffer_size 64k;
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_certificate $K/acme-tls.crt;
     ssl_certificate_key $K/acme-tls.key;
@@ -131,11 +121,8 @@ http {
     ssl_verify_client on;
     location / { return 200 "processed\n"; }
   }
-}
 CONF
-  "$NGINX" -p "$STACK_DIR/nginx" -c "$STACK_DIR/nginx/nginx.conf" -e "$STACK_DIR/logs/nginx.log" \
-    >"$STACK_DIR/logs/nginx.out" 2>&1 &
-  STACK_PIDS+=($!)
+  say "reference: nginx, return 200 over TLS with ssl_verify_client on, keep-alive"
   if wait_for 10 curl -sf --cacert "$AS2_CA" --cert "$AS2_TLS_CERT" --key "$AS2_TLS_KEY" \
     "https://localhost:$NPORT/"; then
     for t in $THREADS; do
