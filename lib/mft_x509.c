@@ -1023,10 +1023,13 @@ static int verify_run(const struct mft_x509_verify_args *a, unsigned long flags,
         goto out;
     for (int i = 0; a->roots && i < sk_X509_num(a->roots); i++)
         X509_STORE_add_cert(store, sk_X509_value(a->roots, i));
-    /* a registered intermediate is an anchor, as in GnuTLS's trust list;
-     * the certificates must follow RFC 5280 (basicConstraints of a CA
-     * critical, authority and subject key identifiers, a non-empty issuer ...) */
-    X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN | X509_V_FLAG_X509_STRICT | flags);
+    /* A registered intermediate is an anchor, as in GnuTLS's trust list.
+     * Not X509_V_FLAG_X509_STRICT: it refuses what partners' private CAs made
+     * with older tools commonly carry (a non-critical CA basicConstraints, no
+     * key identifiers), and GnuTLS, which checks inbound handshakes, accepts
+     * them: both engines must agree, or a partner passes the handshake and is
+     * then refused per request (docs/x509-limbo.md lists these cases). */
+    X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN | flags);
     if (X509_STORE_CTX_init(ctx, store, a->leaf, a->intermediates) != 1)
         goto out;
     /* keys and signatures of at least 112 bits of security, as Debian's
