@@ -422,14 +422,39 @@ static void versions_range(char *buf, size_t len, unsigned lo, unsigned hi)
         snprintf(buf, len, "%s..%s", mft_tls_version_name(lo), mft_tls_version_name(hi));
 }
 
+/* TLS 1.3 suites by their AEAD (the suite's hash follows from it). */
+static const struct {
+    gnutls_cipher_algorithm_t cipher;
+    const char *name;
+} tls13_suites[] = {
+    {GNUTLS_CIPHER_AES_128_GCM, "TLS_AES_128_GCM_SHA256"},
+    {GNUTLS_CIPHER_AES_256_GCM, "TLS_AES_256_GCM_SHA384"},
+    {GNUTLS_CIPHER_CHACHA20_POLY1305, "TLS_CHACHA20_POLY1305_SHA256"},
+    {GNUTLS_CIPHER_AES_128_CCM, "TLS_AES_128_CCM_SHA256"},
+    {GNUTLS_CIPHER_AES_128_CCM_8, "TLS_AES_128_CCM_8_SHA256"},
+};
+
 /* The negotiated version and suite, once GnuTLS has chosen them. */
 static void note_negotiated(struct mft_tlssrv_conn *c, gnutls_session_t session)
 {
-    const char *cs = gnutls_ciphersuite_get(session);
-    snprintf(c->f.version, sizeof(c->f.version), "%s",
-             mft_tls_version_name(protocol_wire(gnutls_protocol_get_version(session))));
-    snprintf(c->f.cipher, sizeof(c->f.cipher), "%s", cs ? cs : "");
+    /* gnutls_ciphersuite_get answers only once the handshake is over */
+    unsigned v = protocol_wire(gnutls_protocol_get_version(session));
+    gnutls_cipher_algorithm_t ci = gnutls_cipher_get(session);
+    const char *cs = NULL;
+    snprintf(c->f.version, sizeof(c->f.version), "%s", mft_tls_version_name(v));
+    if (v == 0x0304) {
+        for (size_t i = 0; i < sizeof(tls13_suites) / sizeof(tls13_suites[0]) && !cs; i++)
+            if (tls13_suites[i].cipher == ci)
+                cs = tls13_suites[i].name;
+        snprintf(c->f.cipher, sizeof(c->f.cipher), "%s", cs ? cs : "");
+    } else {
+        cs = gnutls_cipher_suite_get_name(gnutls_kx_get(session), ci, gnutls_mac_get(session));
+        snprintf(c->f.cipher, sizeof(c->f.cipher), "%s%s", cs ? "TLS_" : "", cs ? cs : "");
+    }
 }
+
+static int alert_read(gnutls_session_t session, gnutls_record_encryption_level_t level,
+                      gnutls_alert_level_t alert_level, gnutls_alert_description_t desc);
 
 /*
  * Ends the handshake with a fatal alert, recorded in the facts. The socket's
@@ -442,9 +467,14 @@ static void send_alert(struct mft_tlssrv_conn *c, gnutls_session_t session, int 
 {
     int r;
     mft_tls_facts_alert(&c->f, 1, 1, code);
+    /* With an alert read function installed, gnutls_alert_send hands the
+     * alert to that function instead of sending it (GnuTLS's QUIC interface):
+     * it is taken away for the time of the send. */
+    gnutls_alert_set_read_function(session, NULL);
     do
         r = gnutls_alert_send(session, GNUTLS_AL_FATAL, (gnutls_alert_description_t)code);
     while (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED);
+    gnutls_alert_set_read_function(session, alert_read);
     if (c->fd >= 0 && !getenv("MFT_TLSSRV_NO_HALF_CLOSE")) {
         unsigned char sink[4096];
         shutdown(c->fd, SHUT_WR);
@@ -547,6 +577,10 @@ static ssize_t pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
     if (n > 0) {
         raw_track(c, data, (size_t)n);
         if (c->raw.not_tls) {
+            unsigned char more[sizeof(c->raw.first)];
+            ssize_t m = recv(c->fd, more, sizeof(c->raw.first) - c->raw.n_first, MSG_DONTWAIT);
+            for (ssize_t i = 0; i < m; i++)
+                c->raw.first[c->raw.n_first++] = more[i];
             answer_plain_http(c);
             errno = ECONNRESET;
             return -1;
@@ -727,7 +761,11 @@ static int alert_read(gnutls_session_t session, gnutls_record_encryption_level_t
 {
     struct mft_tlssrv_conn *c = gnutls_db_get_ptr(session);
     (void)level;
-    if (!c)
+    /* GnuTLS also calls this for the alerts sent on the session instead of
+     * sending them: MHD's close_notify after a failed handshake is not the
+     * client's (a plaintext close_notify of the client's is taken from the
+     * record by the read wrapper) */
+    if (!c || c->abort_where || desc == GNUTLS_A_CLOSE_NOTIFY)
         return 0;
     int p = c->raw.pending_alert;
     c->raw.pending_alert = 0;
