@@ -475,7 +475,7 @@ static void send_alert(struct mft_tlssrv_conn *c, gnutls_session_t session, int 
         r = gnutls_alert_send(session, GNUTLS_AL_FATAL, (gnutls_alert_description_t)code);
     while (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED);
     gnutls_alert_set_read_function(session, alert_read);
-    if (c->fd >= 0 && !getenv("MFT_TLSSRV_NO_HALF_CLOSE")) {
+    if (c->fd >= 0) {
         unsigned char sink[4096];
         shutdown(c->fd, SHUT_WR);
         for (int i = 0; i < 64 && recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
@@ -752,6 +752,10 @@ static int hook(gnutls_session_t session, unsigned int htype, unsigned when, uns
         /* the facts are read now, while the session is certainly alive */
         note_negotiated(c, session);
         c->established = 1;
+        /* from now on alerts are sent again (MHD's close_notify at the end):
+         * while a read function is installed GnuTLS hands it every alert
+         * instead of sending it */
+        gnutls_alert_set_read_function(session, NULL);
     }
     return 0;
 }
