@@ -72,6 +72,7 @@ struct snap_partner {
 struct snap_fp {
     unsigned char sha256[32];
     size_t partner;
+    char org[128]; /* CAs: the organization (O) of the subject, "" when none */
 };
 
 struct snap {
@@ -354,8 +355,12 @@ static int load_partners(struct snap *s, const struct mft_registry *reg, struct 
                 gnutls_x509_crt_deinit(crt);
                 return mft_err_set(err, MFT_E_CONFIG, "partner %s: TLS CA unusable", p->id);
             }
-            X509_digest(ca, EVP_sha256(), s->ca_fps[s->n_ca_fps].sha256, &len);
-            s->ca_fps[s->n_ca_fps++].partner = i;
+            struct snap_fp *fp = &s->ca_fps[s->n_ca_fps++];
+            X509_digest(ca, EVP_sha256(), fp->sha256, &len);
+            fp->partner = i;
+            if (X509_NAME_get_text_by_NID(X509_get_subject_name(ca), NID_organizationName, fp->org,
+                                          sizeof(fp->org)) < 0)
+                fp->org[0] = '\0';
         }
     }
     s->n_partners = reg->n_partners;
@@ -456,6 +461,19 @@ static void note_negotiated(struct mft_tlssrv_conn *c, gnutls_session_t session)
 static int alert_read(gnutls_session_t session, gnutls_record_encryption_level_t level,
                       gnutls_alert_level_t alert_level, gnutls_alert_description_t desc);
 
+/* Shuts the socket's write side (what we wrote goes out with a FIN) and
+ * reads away what the client already sent. */
+static void close_write(struct mft_tlssrv_conn *c)
+{
+    unsigned char sink[4096];
+    if (c->fd < 0)
+        return;
+    shutdown(c->fd, SHUT_WR);
+    for (int i = 0; i < 64 && recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
+        ;
+    c->closed_write = 1;
+}
+
 /*
  * Ends the handshake with a fatal alert, recorded in the facts. The socket's
  * write side is then shut (the alert goes out with a FIN) and what the client
@@ -475,13 +493,7 @@ static void send_alert(struct mft_tlssrv_conn *c, gnutls_session_t session, int 
         r = gnutls_alert_send(session, GNUTLS_AL_FATAL, (gnutls_alert_description_t)code);
     while (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED);
     gnutls_alert_set_read_function(session, alert_read);
-    if (c->fd >= 0) {
-        unsigned char sink[4096];
-        shutdown(c->fd, SHUT_WR);
-        for (int i = 0; i < 64 && recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
-            ;
-        c->closed_write = 1;
-    }
+    close_write(c);
 }
 
 /* Refuses the handshake from one of our callbacks: kind, alert, GnuTLS code. */
@@ -559,13 +571,8 @@ static void answer_plain_http(struct mft_tlssrv_conn *c)
         i++;
     if (i < 3 || i >= c->raw.n_first || f[i] != ' ')
         return;
-    if (send(c->fd, answer, sizeof(answer) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) > 0) {
-        unsigned char sink[4096];
-        shutdown(c->fd, SHUT_WR);
-        for (int k = 0; k < 64 && recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; k++)
-            ;
-        c->closed_write = 1;
-    }
+    if (send(c->fd, answer, sizeof(answer) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) > 0)
+        close_write(c);
 }
 
 static ssize_t pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
@@ -844,6 +851,17 @@ static void add_candidate(struct mft_tlssrv_conn *c, size_t partner)
         c->candidates[c->n_candidates++] = partner;
 }
 
+/* The partners that registered the client's certificate itself. */
+static void identify_exact(struct mft_tlssrv_conn *c)
+{
+    unsigned char fp[32];
+    unsigned int len = sizeof(fp);
+    X509_digest(c->peer, EVP_sha256(), fp, &len);
+    for (size_t i = 0; i < c->snap->n_exact; i++)
+        if (memcmp(c->snap->exact[i], fp, 32) == 0)
+            add_candidate(c, c->snap->exact_partner[i]);
+}
+
 /* The partners whose registered CA anchors the verified chain: the first
  * certificate of the chain that is itself registered, or whose issuer is. */
 static void identify_by_ca(struct mft_tlssrv_conn *c, gnutls_x509_crt_t *chain, unsigned n)
@@ -911,12 +929,30 @@ static int self_issued(gnutls_x509_crt_t crt)
     return same;
 }
 
+/* Returns 1 when the certificate's issuer has the organization (O) of one of
+ * the registered CAs. */
+static int issuer_org_registered(const struct snap *s, gnutls_x509_crt_t crt)
+{
+    char org[128];
+    size_t len = sizeof(org);
+    if (gnutls_x509_crt_get_issuer_dn_by_oid(crt, GNUTLS_OID_X520_ORGANIZATION_NAME, 0, 0, org,
+                                             &len) < 0 ||
+        !org[0])
+        return 0;
+    for (size_t i = 0; i < s->n_ca_fps; i++)
+        if (strcmp(s->ca_fps[i].org, org) == 0)
+            return 1;
+    return 0;
+}
+
 /*
  * The kind of a chain GnuTLS could not verify. CHAIN_INCOMPLETE when the
  * issuer was not found, the client sent its leaf alone, the leaf is not
- * self-issued and its issuer is the subject of no registered CA: the
- * intermediate that issued it is missing (a leaf issued straight by an
- * unregistered root looks the same from here; the message names the issuer).
+ * self-issued, its issuer is the subject of no registered CA but has the
+ * organization (O) of one: most likely the intermediate between them is
+ * missing. An issuer of another organization is an unknown CA (UNTRUSTED).
+ * Without the missing certificate the two cannot be told apart for sure; the
+ * message names the issuer either way.
  */
 static void classify_status(struct mft_tlssrv_conn *c, gnutls_x509_crt_t *chain, unsigned n,
                             unsigned status)
@@ -930,7 +966,8 @@ static void classify_status(struct mft_tlssrv_conn *c, gnutls_x509_crt_t *chain,
                     "a certificate in the client's TLS chain is not yet valid");
     else if (status & GNUTLS_CERT_PURPOSE_MISMATCH)
         mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_NO_CLIENT_AUTH, NULL);
-    else if ((status & GNUTLS_CERT_SIGNER_NOT_FOUND) && n == 1 && !self_issued(top)) {
+    else if ((status & GNUTLS_CERT_SIGNER_NOT_FOUND) && n == 1 && !self_issued(top) &&
+             issuer_org_registered(c->snap, top)) {
         gnutls_x509_crt_t issuer = NULL;
         char dn[512] = "";
         size_t len = sizeof(dn);
@@ -948,11 +985,19 @@ static void classify_status(struct mft_tlssrv_conn *c, gnutls_x509_crt_t *chain,
                         dn);
         }
     } else if (status & GNUTLS_CERT_SIGNER_NOT_FOUND) {
-        mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_UNTRUSTED,
-                    self_issued(top) ? "the client's TLS certificate chain ends in a self-signed "
-                                       "certificate that is not registered"
-                                     : "the client's TLS certificate chain leads to no registered "
-                                       "CA");
+        char dn[512] = "";
+        size_t len = sizeof(dn);
+        if (gnutls_x509_crt_get_issuer_dn(top, dn, &len) < 0)
+            dn[0] = '\0';
+        if (self_issued(top))
+            mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_UNTRUSTED,
+                        "the client's TLS certificate chain ends in a self-signed certificate "
+                        "that is not registered");
+        else
+            mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_UNTRUSTED,
+                        "the client's TLS certificate chain leads to %s, which is neither "
+                        "registered nor sent",
+                        dn);
     } else {
         mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_UNTRUSTED, NULL);
     }
@@ -1013,12 +1058,7 @@ static int verify(gnutls_session_t session)
         mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_NO_CLIENT_AUTH, NULL);
         goto out;
     }
-    unsigned char fp[32];
-    unsigned int fplen = sizeof(fp);
-    X509_digest(c->peer, EVP_sha256(), fp, &fplen);
-    for (size_t i = 0; i < c->snap->n_exact; i++)
-        if (memcmp(c->snap->exact[i], fp, 32) == 0)
-            add_candidate(c, c->snap->exact_partner[i]);
+    identify_exact(c);
     if (c->n_candidates) {
         rc = 0;
         goto out;
@@ -1188,14 +1228,8 @@ static void guess_partner(struct mft_tlssrv_conn *c)
 {
     if (c->f.partner_id[0] || !c->peer || !c->snap)
         return;
-    if (!c->n_candidates) {
-        unsigned char fp[32];
-        unsigned int len = sizeof(fp);
-        X509_digest(c->peer, EVP_sha256(), fp, &len);
-        for (size_t i = 0; i < c->snap->n_exact; i++)
-            if (memcmp(c->snap->exact[i], fp, 32) == 0)
-                add_candidate(c, c->snap->exact_partner[i]);
-    }
+    if (!c->n_candidates)
+        identify_exact(c);
     if (c->n_candidates) {
         snprintf(c->f.partner_id, sizeof(c->f.partner_id), "%s",
                  c->snap->partners[c->candidates[0]].id);
