@@ -25,7 +25,7 @@ static char *s(const char *v)
 
 /* Fills a TlsPeer from the certificate and the session facts. */
 static void tls_peer_fill(Mft__V1__TlsPeer *tp, struct mft_x509_facts *f, X509 *cert,
-                          const struct mft_tlssrv_facts *tls)
+                          const struct mft_tls_facts *tls)
 {
     mft_x509_facts(cert, f);
     tp->subject = f->subject;
@@ -34,7 +34,7 @@ static void tls_peer_fill(Mft__V1__TlsPeer *tp, struct mft_x509_facts *f, X509 *
     tp->sha256_fingerprint = f->sha256;
     tp->not_before = f->not_before;
     tp->not_after = f->not_after;
-    tp->protocol = s(tls ? tls->protocol : NULL);
+    tp->protocol = s(tls ? tls->version : NULL);
     tp->cipher = s(tls ? tls->cipher : NULL);
 }
 
@@ -118,7 +118,8 @@ void events_rejected(struct ingress *in, const struct rejection *r, const struct
     Mft__V1__TlsPeer tp = MFT__V1__TLS_PEER__INIT;
     struct mft_x509_facts facts;
     char when[40], mid[1000];
-    char *sent[1], *received[1];
+    char *sent[MFT_TLS_MAX_ALERTS], *received[MFT_TLS_MAX_ALERTS];
+    struct mft_events_tls hs;
     const char *kind = mft_err_kind_name(err->kind);
 
     mft_rfc3339_ms(mft_now_ms(), when, sizeof(when));
@@ -144,17 +145,20 @@ void events_rejected(struct ingress *in, const struct rejection *r, const struct
         ev.tls_peer = &tp;
     }
     if (r->tls) {
-        ev.tls_version_offered = s(r->tls->version_offered);
-        if (r->tls->alert_sent && *r->tls->alert_sent) {
-            sent[0] = (char *)r->tls->alert_sent;
-            ev.alerts_sent = sent;
-            ev.n_alerts_sent = 1;
+        /* the older flat fields, kept for consumers written before .tls */
+        const char *top = strstr(r->tls->versions_offered, "..");
+        ev.tls_version_offered = (char *)(top ? top + 2 : r->tls->versions_offered);
+        for (unsigned i = 0; i < r->tls->n_alerts; i++) {
+            const struct mft_tls_alert *a = &r->tls->alerts[i];
+            if (a->sent)
+                sent[ev.n_alerts_sent++] = (char *)mft_tls_alert_name(a->code);
+            else
+                received[ev.n_alerts_received++] = (char *)mft_tls_alert_name(a->code);
         }
-        if (r->tls->alert_received && *r->tls->alert_received) {
-            received[0] = (char *)r->tls->alert_received;
-            ev.alerts_received = received;
-            ev.n_alerts_received = 1;
-        }
+        ev.alerts_sent = ev.n_alerts_sent ? sent : NULL;
+        ev.alerts_received = ev.n_alerts_received ? received : NULL;
+        if (r->tls_failed)
+            ev.tls = mft_events_tls_fill(&hs, r->tls);
     }
     ev.time = when;
 

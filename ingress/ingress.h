@@ -61,7 +61,8 @@ struct rejection {
     const char *as2_from, *as2_to, *as2_message_id;
     unsigned http_status;
     const char *mdn_disposition;
-    const struct mft_tlssrv_facts *tls;
+    const struct mft_tls_facts *tls; /* the handshake's facts; NULL for plain HTTP */
+    int tls_failed;                  /* stage tls_handshake: tls is complete, sent as .tls */
     X509 *peer_cert;
 };
 
@@ -78,7 +79,7 @@ struct received {
     const char *mdn_mode, *mdn_disposition;
     int mdn_signed;
     const char *peer_address;
-    const struct mft_tlssrv_facts *tls;
+    const struct mft_tls_facts *tls;
     X509 *peer_cert;
     long long received_ms;
 };

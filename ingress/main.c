@@ -201,7 +201,9 @@ int main(int argc, char **argv)
     if (mft_store_open(mft_cfg_get(cfg, "MFT_REDIS_URL"), &in.store, &err) < 0 ||
         mft_bus_open(mft_cfg_get(cfg, "MFT_KAFKA_BROKERS"), source, &in.bus, &err) < 0 ||
         mft_payload_open(mft_cfg_get(cfg, "MFT_PAYLOAD_DIR"), &in.payloads, &err) < 0 ||
-        mft_tlssrv_create(&in.tls, &err) < 0) {
+        mft_tlssrv_create(&in.tls, &err) < 0 ||
+        mft_tlssrv_set_priorities(in.tls, mft_cfg_get(cfg, "MFT_INGRESS_TLS_PRIORITIES"), &err) <
+            0) {
         mft_error("startup.failed", err.message, "error_kind", mft_err_kind_name(err.kind),
                   "detail", err.detail);
         goto out;

@@ -296,14 +296,11 @@ static enum MHD_Result answer_mdn(struct request *rq, struct MHD_Connection *con
 static void reject(struct request *rq, const char *stage, unsigned status, const char *disposition,
                    const struct mft_err *err)
 {
-    struct mft_tlssrv_facts facts;
-    memset(&facts, 0, sizeof(facts));
-    if (rq->tls)
-        mft_tlssrv_conn_facts(rq->tls, &facts);
+    const struct mft_tls_facts *facts = rq->tls ? mft_tlssrv_conn_facts(rq->tls) : NULL;
     struct rejection r = {
         .stage = stage,
         .peer_address = rq->peer_address,
-        .sni = facts.sni,
+        .sni = facts ? facts->sni : "",
         .station_id = rq->station ? rq->station->id : "",
         .partner_id = rq->partner ? rq->partner->id : "",
         .as2_from = rq->as2_from,
@@ -311,7 +308,7 @@ static void reject(struct request *rq, const char *stage, unsigned status, const
         .as2_message_id = rq->message_id,
         .http_status = status,
         .mdn_disposition = disposition,
-        .tls = rq->tls ? &facts : NULL,
+        .tls = facts,
         .peer_cert = rq->tls ? mft_tlssrv_conn_peer(rq->tls) : NULL,
     };
     events_rejected(rq->in, &r, err);
@@ -328,6 +325,40 @@ static void peer_address_of(struct MHD_Connection *conn, char *out, size_t outle
         if (sa->sin_family == AF_INET && inet_ntop(AF_INET, &sa->sin_addr, ip, sizeof(ip)))
             snprintf(out, outlen, "%s:%u", ip, ntohs(sa->sin_port));
     }
+}
+
+/*
+ * The TLS client certificate against the partner AS2-From names: it must be
+ * one registered for that partner. A connection without one (possible only
+ * when some partner's policy makes it optional) is that partner's only if its
+ * own policy does; it is then identified by AS2-From alone. Returns 0, or -1
+ * with the 403 refusal in rq->fail.
+ */
+static int check_client_cert(struct request *rq)
+{
+    X509 *peer = mft_tlssrv_conn_peer(rq->tls);
+    if (!peer) {
+        if (rq->partner->tls_policy.client_cert_optional)
+            return 0;
+        rq->fail_status = 403;
+        mft_err_set(&rq->fail, MFT_E_TLS_CLIENT_CERT_MISSING,
+                    "the client presented no TLS certificate, which partner %s's policy requires",
+                    rq->partner->id);
+        mft_err_detail(&rq->fail, "AS2-From %s; tls_policy.client_certificate is \"required\"",
+                       rq->as2_from);
+        return -1;
+    }
+    if (mft_tlssrv_cert_is_partners(peer, mft_tlssrv_conn_peer_chain(rq->tls), rq->partner))
+        return 0;
+    struct mft_x509_facts f;
+    mft_x509_facts(peer, &f);
+    rq->fail_status = 403;
+    mft_err_set(&rq->fail, MFT_E_TLS_CLIENT_CERT_NOT_PARTNERS,
+                "the TLS client certificate is not the one registered for partner %s",
+                rq->partner->id);
+    mft_err_detail(&rq->fail, "client certificate subject=%s issuer=%s sha256=%s", f.subject,
+                   f.issuer, f.sha256);
+    return -1;
 }
 
 /* First call: headers only. Returns 0 to go on reading the body. */
@@ -401,20 +432,8 @@ static void begin(struct request *rq, struct MHD_Connection *conn, const char *u
                     rq->station->id);
         return;
     }
-    if (rq->tls) {
-        X509 *peer = mft_tlssrv_conn_peer(rq->tls);
-        if (!mft_tlssrv_cert_is_partners(peer, mft_tlssrv_conn_peer_chain(rq->tls), rq->partner)) {
-            struct mft_x509_facts f;
-            mft_x509_facts(peer, &f);
-            rq->fail_status = 403;
-            mft_err_set(&rq->fail, MFT_E_TLS_CLIENT_CERT_NOT_PARTNERS,
-                        "the TLS client certificate is not the one registered for partner %s",
-                        rq->partner->id);
-            mft_err_detail(&rq->fail, "client certificate subject=%s issuer=%s sha256=%s",
-                           f.subject, f.issuer, f.sha256);
-            return;
-        }
-    }
+    if (rq->tls && check_client_cert(rq) < 0)
+        return;
     struct mft_err err;
     mft_err_clear(&err);
     if (mft_payload_begin(in->payloads, rq->uuid, "message.as2", &rq->spool, &err) < 0) {
@@ -463,7 +482,7 @@ static int async_url_allowed(const struct request *rq)
         url_host(rq->partner->send.url, want, sizeof(want));
         return strcmp(want, got) == 0;
     }
-    return rq->tls != NULL;
+    return rq->tls && mft_tlssrv_conn_peer(rq->tls);
 }
 
 /* Negative MDN for an AS2-level failure, with the failure event. */
@@ -657,10 +676,6 @@ static enum MHD_Result finish(struct request *rq, struct MHD_Connection *conn)
     int mdn_signed = rq->partner->mdn_signing == MFT_MDN_SIGN_ALWAYS ||
                      (rq->partner->mdn_signing == MFT_MDN_SIGN_IF_REQUESTED && res.signed_receipt);
     mdn_signed = mdn_signed && rq->station->signing.key && mdn_wanted;
-    struct mft_tlssrv_facts facts;
-    memset(&facts, 0, sizeof(facts));
-    if (rq->tls)
-        mft_tlssrv_conn_facts(rq->tls, &facts);
     struct received m = {
         .uuid = rq->uuid,
         .as2_message_id = rq->message_id,
@@ -674,7 +689,7 @@ static enum MHD_Result finish(struct request *rq, struct MHD_Connection *conn)
         .mdn_disposition = mdn_wanted ? "processed" : "",
         .mdn_signed = mdn_signed,
         .peer_address = rq->peer_address,
-        .tls = rq->tls ? &facts : NULL,
+        .tls = rq->tls ? mft_tlssrv_conn_facts(rq->tls) : NULL,
         .peer_cert = rq->tls ? mft_tlssrv_conn_peer(rq->tls) : NULL,
         .received_ms = rq->received_ms,
     };
@@ -835,13 +850,15 @@ void receive_connection(void *cls, struct MHD_Connection *conn, void **socket_co
         struct mft_err err;
         mft_err_clear(&err);
         if (mft_tlssrv_conn_failure(c, &err) == 0) {
-            struct mft_tlssrv_facts facts;
-            mft_tlssrv_conn_facts(c, &facts);
+            const struct mft_tls_facts *facts = mft_tlssrv_conn_facts(c);
             struct rejection r = {
                 .stage = "tls_handshake",
-                .peer_address = facts.peer_address,
-                .sni = facts.sni,
-                .tls = &facts,
+                .peer_address = facts->peer_address,
+                .sni = facts->sni,
+                .station_id = facts->station_id,
+                .partner_id = facts->partner_id,
+                .tls = facts,
+                .tls_failed = 1,
                 .peer_cert = mft_tlssrv_conn_peer(c),
             };
             events_rejected(in, &r, &err);

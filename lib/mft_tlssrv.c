@@ -4,36 +4,77 @@
  * MHD owns the GnuTLS sessions; this module attaches a per-connection context
  * to each (through the session's db pointer, which MHD leaves unused since it
  * installs no session cache) from the connection-started notification, and
- * from then on GnuTLS calls back here: the ClientHello and Finished hooks, the
- * alert hook, the certificate callback (station certificate by SNI) and the
- * verify function (client certificate against the trust snapshot).
+ * from then on GnuTLS calls back here: the handshake hooks (ClientHello:
+ * offered versions and suites, refused here with an alert when nothing is
+ * shared; client Certificate; Finished), the alert hook, a wrapper on the
+ * transport read (first bytes, plaintext alerts GnuTLS cannot read, EOF), the
+ * certificate callback (station certificate by SNI) and the verify function
+ * (client certificate against the trust snapshot, then the partner's policy).
+ *
+ * libmicrohttpd 0.9.75 logs every failed handshake with one fixed string,
+ * sends no alert and frees the session before the closed notification, so
+ * everything is captured into the connection's struct mft_tls_facts while the
+ * handshake runs, and every refusal sends its own alert, then half-closes the
+ * socket so the client reads the alert before the connection goes.
  *
  * Threading: callbacks run on the connection's thread; the current snapshot
  * pointer is swapped under a mutex and reference-counted, so an update never
  * frees what a handshake in flight uses. Never logs or keeps private key bytes
- * beyond GnuTLS's own key objects.
+ * beyond GnuTLS's own key objects. Per-handshake work stays small (no file
+ * I/O, no extra public-key operations); the self-check of our certificate
+ * runs on failures only.
  */
 #include "mft_tlssrv.h"
 #include "mft_log.h"
+#include "mft_time.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <gnutls/x509.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define OID_CLIENT_AUTH "1.3.6.1.5.5.7.3.2"
 #define OID_ANY_EKU "2.5.29.37.0"
 #define CHAIN_MAX 16 /* certificates of a peer's chain that are looked at */
+
+#define MAX_HELLO_SUITES 64
+#define MAX_CANDIDATES 4
+
+/* What a cipher suite needs from our certificate (srv->suites[id]). */
+enum suite_use { SUITE_NO = 0, SUITE_TLS13, SUITE_RSA, SUITE_ECDSA };
+#define CERT_RSA 1u
+#define CERT_EC 2u
 
 struct station_cred {
     gnutls_pcert_st *pcerts;
     unsigned n_pcerts;
     gnutls_privkey_t key;
     gnutls_x509_crt_t leaf; /* for SNI matching */
+    char id[64];
+    X509 *cert;             /* OpenSSL copies for the facts and the self-check */
+    STACK_OF(X509) * chain; /* may be NULL */
+};
+
+/* A partner as the handshake needs it: its id and TLS policy. */
+struct snap_partner {
+    char id[64];
+    struct mft_tls_policy policy;
+};
+
+/* A registered client certificate or CA: its SHA-256 and whose it is. */
+struct snap_fp {
+    unsigned char sha256[32];
+    size_t partner;
+    char org[128]; /* CAs: the organization (O) of the subject, "" when none */
 };
 
 struct snap {
@@ -41,6 +82,13 @@ struct snap {
     gnutls_x509_trust_list_t cas;
     unsigned char (*exact)[32];
     size_t n_exact;
+    size_t *exact_partner; /* exact[i] is partners[exact_partner[i]]'s */
+    struct snap_fp *ca_fps;
+    size_t n_ca_fps;
+    struct snap_partner *partners;
+    size_t n_partners;
+    int any_optional; /* a partner may connect without a certificate */
+    unsigned cert_types;
     struct station_cred *creds;
     size_t n_creds;
 };
@@ -48,19 +96,42 @@ struct snap {
 struct mft_tlssrv {
     pthread_mutex_t lock;
     struct snap *cur;
+    unsigned min_version, max_version; /* of the listener's priority string */
+    unsigned char suites[65536];       /* enum suite_use by IANA suite id */
+};
+
+/* What arrived on the socket before the handshake ended (the read wrapper). */
+struct rawin {
+    unsigned long long bytes;
+    unsigned char first[24];
+    unsigned n_first;
+    int not_tls, eof, reset;
+    unsigned char hdr[5];
+    unsigned n_hdr;
+    size_t left, rec_len;
+    unsigned char body[2];
+    unsigned n_body;
+    int pending_alert;  /* index + 1 of an alert taken from a plaintext record */
+    int short_app_data; /* an encrypted record the size of an alert */
 };
 
 struct mft_tlssrv_conn {
+    struct mft_tlssrv *srv;
     struct snap *snap;
-    char peer_address[64];
-    char sni[256];
-    char version_offered[16];
-    char protocol[16];
-    char cipher[64];
-    char alert_received[64];
-    char alert_sent[64];
-    int hello_seen, cert_msg_seen, verify_ran, established;
-    struct mft_err verify_err; /* kind OK when verification passed */
+    int fd;
+    long long start_ms;
+    struct mft_tls_facts f;
+    struct rawin raw;
+    unsigned offered_max, offered_min, legacy;
+    uint16_t suites[MAX_HELLO_SUITES];
+    unsigned n_suites, n_suites_total;
+    int hello_seen, our_cert_sent, cert_msg_seen, verify_ran, established, closed_write;
+    const char *abort_where; /* our callback that ended the handshake */
+    int abort_code;          /* the GnuTLS error it returned */
+    struct mft_err fail;     /* kind OK unless our code refused the handshake */
+    const struct station_cred *cred;
+    size_t candidates[MAX_CANDIDATES]; /* partners the certificate identified */
+    size_t n_candidates;
     X509 *peer;
     STACK_OF(X509) * peer_chain;
 };
@@ -77,9 +148,14 @@ static void snap_unref(struct snap *s)
         free(s->creds[i].pcerts);
         gnutls_privkey_deinit(s->creds[i].key);
         gnutls_x509_crt_deinit(s->creds[i].leaf);
+        X509_free(s->creds[i].cert);
+        sk_X509_pop_free(s->creds[i].chain, X509_free);
     }
     free(s->creds);
     free(s->exact);
+    free(s->exact_partner);
+    free(s->ca_fps);
+    free(s->partners);
     free(s);
 }
 
@@ -99,6 +175,10 @@ int mft_tlssrv_create(struct mft_tlssrv **out, struct mft_err *err)
     if (!srv)
         return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
     pthread_mutex_init(&srv->lock, NULL);
+    if (mft_tlssrv_set_priorities(srv, MFT_TLSSRV_DEFAULT_PRIORITIES, err) < 0) {
+        mft_tlssrv_destroy(srv);
+        return -1;
+    }
     *out = srv;
     return 0;
 }
@@ -110,6 +190,64 @@ void mft_tlssrv_destroy(struct mft_tlssrv *srv)
     snap_unref(srv->cur);
     pthread_mutex_destroy(&srv->lock);
     free(srv);
+}
+
+static unsigned protocol_wire(gnutls_protocol_t p)
+{
+    switch (p) {
+    case GNUTLS_TLS1_0:
+        return 0x0301;
+    case GNUTLS_TLS1_1:
+        return 0x0302;
+    case GNUTLS_TLS1_2:
+        return 0x0303;
+    case GNUTLS_TLS1_3:
+        return 0x0304;
+    default:
+        return 0;
+    }
+}
+
+int mft_tlssrv_set_priorities(struct mft_tlssrv *srv, const char *priorities, struct mft_err *err)
+{
+    gnutls_priority_t p = NULL;
+    const char *errpos = NULL;
+    const unsigned int *list = NULL;
+    int rc = gnutls_priority_init2(&p, priorities, &errpos, 0);
+    if (rc < 0) {
+        mft_err_set(err, MFT_E_CONFIG, "invalid GnuTLS priority string");
+        return mft_err_detail(err, "gnutls: %s at \"%.40s\"", gnutls_strerror(rc),
+                              errpos ? errpos : "");
+    }
+    srv->min_version = srv->max_version = 0;
+    int n = gnutls_priority_protocol_list(p, &list);
+    for (int i = 0; i < n; i++) {
+        unsigned v = protocol_wire((gnutls_protocol_t)list[i]);
+        if (v && (!srv->min_version || v < srv->min_version))
+            srv->min_version = v;
+        if (v > srv->max_version)
+            srv->max_version = v;
+    }
+    memset(srv->suites, SUITE_NO, sizeof(srv->suites));
+    for (unsigned i = 0;; i++) {
+        unsigned idx;
+        unsigned char id[2];
+        gnutls_kx_algorithm_t kx;
+        rc = gnutls_priority_get_cipher_suite_index(p, i, &idx);
+        if (rc == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+            break;
+        if (rc < 0 || !gnutls_cipher_suite_info(idx, id, &kx, NULL, NULL, NULL))
+            continue;
+        unsigned sid = (unsigned)id[0] << 8 | id[1];
+        if (id[0] == 0x13)
+            srv->suites[sid] = SUITE_TLS13;
+        else if (kx == GNUTLS_KX_ECDHE_RSA || kx == GNUTLS_KX_DHE_RSA || kx == GNUTLS_KX_RSA)
+            srv->suites[sid] = SUITE_RSA;
+        else if (kx == GNUTLS_KX_ECDHE_ECDSA)
+            srv->suites[sid] = SUITE_ECDSA;
+    }
+    gnutls_priority_deinit(p);
+    return 0;
 }
 
 /* Converts an OpenSSL certificate to a GnuTLS one. Returns NULL on failure. */
@@ -130,6 +268,23 @@ static gnutls_x509_crt_t to_gnutls(X509 *x)
     return crt;
 }
 
+/* Returns 1 when the private key belongs to the certificate's public key
+ * (compares the public halves: no private-key operation). */
+static int key_matches(gnutls_pcert_st *pcert, gnutls_privkey_t key)
+{
+    gnutls_pubkey_t pub = NULL;
+    gnutls_datum_t a = {NULL, 0}, b = {NULL, 0};
+    int same = 0;
+    if (gnutls_pubkey_init(&pub) == 0 && gnutls_pubkey_import_privkey(pub, key, 0, 0) == 0 &&
+        gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &a) == 0 &&
+        gnutls_pubkey_export2(pcert->pubkey, GNUTLS_X509_FMT_DER, &b) == 0)
+        same = a.size == b.size && memcmp(a.data, b.data, a.size) == 0;
+    gnutls_free(a.data);
+    gnutls_free(b.data);
+    gnutls_pubkey_deinit(pub);
+    return same;
+}
+
 static int load_station_cred(const struct mft_station *st, struct station_cred *cred,
                              struct mft_err *err)
 {
@@ -137,6 +292,7 @@ static int load_station_cred(const struct mft_station *st, struct station_cred *
     gnutls_datum_t key = {(unsigned char *)st->tls_key_pem, (unsigned)strlen(st->tls_key_pem)};
     unsigned n = 16;
     int rc;
+    snprintf(cred->id, sizeof(cred->id), "%s", st->id);
     cred->pcerts = calloc(n, sizeof(*cred->pcerts));
     if (!cred->pcerts)
         return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
@@ -152,6 +308,64 @@ static int load_station_cred(const struct mft_station *st, struct station_cred *
         return mft_err_detail(err, "gnutls: %s", gnutls_strerror(rc));
     }
     cred->leaf = to_gnutls(st->tls.cert);
+    cred->cert = st->tls.cert;
+    X509_up_ref(cred->cert);
+    if (st->tls.chain && !(cred->chain = X509_chain_up_ref(st->tls.chain)))
+        return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+    /* A key that is not the certificate's fails every handshake with an error
+     * the partner cannot explain: refuse the whole snapshot instead. */
+    if (!key_matches(&cred->pcerts[0], cred->key)) {
+        char fp[65] = "";
+        mft_x509_fingerprint_sha256(cred->cert, fp);
+        mft_err_set(err, MFT_E_TLS_OWN_KEY_MISMATCH,
+                    "station %s: the TLS private key does not belong to the TLS certificate",
+                    st->id);
+        return mft_err_detail(err, "certificate sha256=%s", fp);
+    }
+    return 0;
+}
+
+/* The partners' registered client certificates and CAs into the snapshot. */
+static int load_partners(struct snap *s, const struct mft_registry *reg, struct mft_err *err)
+{
+    size_t n_exact = 0, n_cas = 0;
+    for (size_t i = 0; i < reg->n_partners; i++) {
+        n_exact += reg->partners[i].tls_certs ? sk_X509_num(reg->partners[i].tls_certs) : 0;
+        n_cas += reg->partners[i].tls_cas ? sk_X509_num(reg->partners[i].tls_cas) : 0;
+    }
+    s->exact = calloc(n_exact + 1, sizeof(*s->exact));
+    s->exact_partner = calloc(n_exact + 1, sizeof(*s->exact_partner));
+    s->ca_fps = calloc(n_cas + 1, sizeof(*s->ca_fps));
+    s->partners = calloc(reg->n_partners + 1, sizeof(*s->partners));
+    if (!s->exact || !s->exact_partner || !s->ca_fps || !s->partners)
+        return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+    for (size_t i = 0; i < reg->n_partners; i++) {
+        const struct mft_partner *p = &reg->partners[i];
+        snprintf(s->partners[i].id, sizeof(s->partners[i].id), "%s", p->id);
+        s->partners[i].policy = p->tls_policy;
+        s->any_optional |= p->tls_policy.client_cert_optional;
+        for (int j = 0; p->tls_certs && j < sk_X509_num(p->tls_certs); j++) {
+            unsigned int len = 32;
+            X509_digest(sk_X509_value(p->tls_certs, j), EVP_sha256(), s->exact[s->n_exact], &len);
+            s->exact_partner[s->n_exact++] = i;
+        }
+        for (int j = 0; p->tls_cas && j < sk_X509_num(p->tls_cas); j++) {
+            unsigned int len = 32;
+            X509 *ca = sk_X509_value(p->tls_cas, j);
+            gnutls_x509_crt_t crt = to_gnutls(ca);
+            if (!crt || gnutls_x509_trust_list_add_cas(s->cas, &crt, 1, 0) != 1) {
+                gnutls_x509_crt_deinit(crt);
+                return mft_err_set(err, MFT_E_CONFIG, "partner %s: TLS CA unusable", p->id);
+            }
+            struct snap_fp *fp = &s->ca_fps[s->n_ca_fps++];
+            X509_digest(ca, EVP_sha256(), fp->sha256, &len);
+            fp->partner = i;
+            if (X509_NAME_get_text_by_NID(X509_get_subject_name(ca), NID_organizationName, fp->org,
+                                          sizeof(fp->org)) < 0)
+                fp->org[0] = '\0';
+        }
+    }
+    s->n_partners = reg->n_partners;
     return 0;
 }
 
@@ -166,40 +380,22 @@ int mft_tlssrv_update(struct mft_tlssrv *srv, const struct mft_registry *reg, st
         mft_err_set(err, MFT_E_NO_MEMORY, NULL);
         goto out;
     }
-    size_t n_exact = 0;
-    for (size_t i = 0; i < reg->n_partners; i++)
-        n_exact += reg->partners[i].tls_certs ? sk_X509_num(reg->partners[i].tls_certs) : 0;
-    s->exact = calloc(n_exact + 1, sizeof(*s->exact));
     s->creds = calloc(reg->n_stations + 1, sizeof(*s->creds));
-    if (!s->exact || !s->creds) {
+    if (!s->creds) {
         mft_err_set(err, MFT_E_NO_MEMORY, NULL);
         goto out;
     }
-    for (size_t i = 0; i < reg->n_partners; i++) {
-        const struct mft_partner *p = &reg->partners[i];
-        for (int j = 0; p->tls_certs && j < sk_X509_num(p->tls_certs); j++) {
-            unsigned int len = 32;
-            X509_digest(sk_X509_value(p->tls_certs, j), EVP_sha256(), s->exact[s->n_exact], &len);
-            s->n_exact++;
-        }
-        for (int j = 0; p->tls_cas && j < sk_X509_num(p->tls_cas); j++) {
-            gnutls_x509_crt_t crt = to_gnutls(sk_X509_value(p->tls_cas, j));
-            if (!crt || gnutls_x509_trust_list_add_cas(s->cas, &crt, 1, 0) != 1) {
-                gnutls_x509_crt_deinit(crt);
-                mft_err_set(err, MFT_E_CONFIG, "partner %s: TLS CA unusable", p->id);
-                goto out;
-            }
-        }
-    }
+    if (load_partners(s, reg, err) < 0)
+        goto out;
     for (size_t i = 0; i < reg->n_stations; i++) {
         const struct mft_station *st = &reg->stations[i];
         if (!st->tls_cert_pem || !st->tls_key_pem || !st->tls.cert)
             continue;
-        if (load_station_cred(st, &s->creds[s->n_creds], err) < 0) {
-            s->n_creds++; /* free what was loaded */
+        struct station_cred *cred = &s->creds[s->n_creds++]; /* counted: freed on failure */
+        if (load_station_cred(st, cred, err) < 0)
             goto out;
-        }
-        s->n_creds++;
+        int pk = gnutls_privkey_get_pk_algorithm(cred->key, NULL);
+        s->cert_types |= pk == GNUTLS_PK_RSA || pk == GNUTLS_PK_RSA_PSS ? CERT_RSA : CERT_EC;
     }
     pthread_mutex_lock(&srv->lock);
     struct snap *old = srv->cur;
@@ -221,40 +417,225 @@ int mft_tlssrv_ready(struct mft_tlssrv *srv)
     return ready;
 }
 
-static const char *version_name(unsigned v)
+/* ---- facts ------------------------------------------------------------------ */
+
+static void versions_range(char *buf, size_t len, unsigned lo, unsigned hi)
 {
-    switch (v) {
-    case 0x0300:
-        return "SSL3.0";
-    case 0x0301:
-        return "TLS1.0";
-    case 0x0302:
-        return "TLS1.1";
-    case 0x0303:
-        return "TLS1.2";
-    case 0x0304:
-        return "TLS1.3";
-    default:
-        return "unknown";
+    if (!hi)
+        snprintf(buf, len, "%s", "");
+    else if (!lo || lo == hi)
+        snprintf(buf, len, "%s", mft_tls_version_name(hi));
+    else
+        snprintf(buf, len, "%s..%s", mft_tls_version_name(lo), mft_tls_version_name(hi));
+}
+
+/* TLS 1.3 suites by their AEAD (the suite's hash follows from it). */
+static const struct {
+    gnutls_cipher_algorithm_t cipher;
+    const char *name;
+} tls13_suites[] = {
+    {GNUTLS_CIPHER_AES_128_GCM, "TLS_AES_128_GCM_SHA256"},
+    {GNUTLS_CIPHER_AES_256_GCM, "TLS_AES_256_GCM_SHA384"},
+    {GNUTLS_CIPHER_CHACHA20_POLY1305, "TLS_CHACHA20_POLY1305_SHA256"},
+    {GNUTLS_CIPHER_AES_128_CCM, "TLS_AES_128_CCM_SHA256"},
+    {GNUTLS_CIPHER_AES_128_CCM_8, "TLS_AES_128_CCM_8_SHA256"},
+};
+
+/* The negotiated version and suite, once GnuTLS has chosen them. */
+static void note_negotiated(struct mft_tlssrv_conn *c, gnutls_session_t session)
+{
+    /* gnutls_ciphersuite_get answers only once the handshake is over */
+    unsigned v = protocol_wire(gnutls_protocol_get_version(session));
+    gnutls_cipher_algorithm_t ci = gnutls_cipher_get(session);
+    const char *cs = NULL;
+    snprintf(c->f.version, sizeof(c->f.version), "%s", mft_tls_version_name(v));
+    if (v == 0x0304) {
+        for (size_t i = 0; i < sizeof(tls13_suites) / sizeof(tls13_suites[0]) && !cs; i++)
+            if (tls13_suites[i].cipher == ci)
+                cs = tls13_suites[i].name;
+        snprintf(c->f.cipher, sizeof(c->f.cipher), "%s", cs ? cs : "");
+    } else {
+        cs = gnutls_cipher_suite_get_name(gnutls_kx_get(session), ci, gnutls_mac_get(session));
+        snprintf(c->f.cipher, sizeof(c->f.cipher), "%s%s", cs ? "TLS_" : "", cs ? cs : "");
     }
 }
 
-/* Reads the highest version a ClientHello offers (supported_versions wins). */
-static unsigned client_hello_max_version(const unsigned char *p, size_t len)
+static int alert_read(gnutls_session_t session, gnutls_record_encryption_level_t level,
+                      gnutls_alert_level_t alert_level, gnutls_alert_description_t desc);
+
+/* Shuts the socket's write side (what we wrote goes out with a FIN) and
+ * reads away what the client already sent. */
+static void close_write(struct mft_tlssrv_conn *c)
+{
+    unsigned char sink[4096];
+    if (c->fd < 0)
+        return;
+    shutdown(c->fd, SHUT_WR);
+    for (int i = 0; i < 64 && recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
+        ;
+    c->closed_write = 1;
+}
+
+/*
+ * Ends the handshake with a fatal alert, recorded in the facts. The socket's
+ * write side is then shut (the alert goes out with a FIN) and what the client
+ * already sent is read away: libmicrohttpd closes the socket next, and a close
+ * with unread bytes makes the kernel send a reset that can overtake the alert
+ * on the client's side.
+ */
+static void send_alert(struct mft_tlssrv_conn *c, gnutls_session_t session, int code)
+{
+    int r;
+    mft_tls_facts_alert(&c->f, 1, 1, code);
+    /* With an alert read function installed, gnutls_alert_send hands the
+     * alert to that function instead of sending it (GnuTLS's QUIC interface):
+     * it is taken away for the time of the send. */
+    gnutls_alert_set_read_function(session, NULL);
+    do
+        r = gnutls_alert_send(session, GNUTLS_AL_FATAL, (gnutls_alert_description_t)code);
+    while (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED);
+    gnutls_alert_set_read_function(session, alert_read);
+    close_write(c);
+}
+
+/* Refuses the handshake from one of our callbacks: kind, alert, GnuTLS code. */
+static int refuse(struct mft_tlssrv_conn *c, gnutls_session_t session, const char *where, int alert,
+                  int code)
+{
+    send_alert(c, session, alert);
+    c->abort_where = where;
+    c->abort_code = code;
+    return code;
+}
+
+/* ---- the transport read wrapper ------------------------------------------- */
+
+static void record_end(struct mft_tlssrv_conn *c)
+{
+    struct rawin *r = &c->raw;
+    if (r->hdr[0] == 21 && r->rec_len == 2 && r->n_body == 2) {
+        /* a plaintext alert: GnuTLS reports it through alert_read unless it
+         * expected encrypted records by then (TLS 1.3) */
+        mft_tls_facts_alert(&c->f, 0, r->body[0] == GNUTLS_AL_FATAL, r->body[1]);
+        r->pending_alert = (int)c->f.n_alerts;
+    } else if (r->hdr[0] == 23 && r->rec_len >= 19 && r->rec_len <= 24 && !c->cert_msg_seen) {
+        r->short_app_data = 1; /* TLS 1.3: 2 alert bytes + type + 16-byte tag */
+    }
+}
+
+/* Follows the record framing of what the client sent during the handshake. */
+static void raw_track(struct mft_tlssrv_conn *c, const unsigned char *p, size_t n)
+{
+    struct rawin *r = &c->raw;
+    if (r->bytes == 0 && n > 0)
+        r->not_tls = p[0] != 22 && p[0] != 21 && !(p[0] & 0x80); /* 0x80: SSLv2 hello */
+    for (size_t i = 0; i < n && r->n_first < sizeof(r->first); i++)
+        r->first[r->n_first++] = p[i];
+    r->bytes += n;
+    if (r->not_tls)
+        return;
+    for (size_t i = 0; i < n;) {
+        if (r->left == 0 && r->n_hdr < 5) {
+            r->hdr[r->n_hdr++] = p[i++];
+            if (r->n_hdr == 5) {
+                r->rec_len = r->left = (size_t)r->hdr[3] << 8 | r->hdr[4];
+                r->n_body = 0;
+                if (r->left == 0) {
+                    record_end(c);
+                    r->n_hdr = 0;
+                }
+            }
+            continue;
+        }
+        size_t take = n - i < r->left ? n - i : r->left;
+        for (size_t k = 0; k < take && r->n_body < 2; k++)
+            r->body[r->n_body++] = p[i + k];
+        i += take;
+        r->left -= take;
+        if (r->left == 0) {
+            record_end(c);
+            r->n_hdr = 0;
+        }
+    }
+}
+
+/* Plain HTTP on the TLS port: answer in HTTP so the sender sees why. */
+static void answer_plain_http(struct mft_tlssrv_conn *c)
+{
+    static const char answer[] = "HTTP/1.1 400 Bad Request\r\n"
+                                 "Content-Type: text/plain\r\n"
+                                 "Connection: close\r\n"
+                                 "Content-Length: 58\r\n\r\n"
+                                 "This port speaks HTTPS: plain HTTP was sent to a TLS port\n";
+    const unsigned char *f = c->raw.first;
+    unsigned i = 0;
+    while (i < c->raw.n_first && f[i] >= 'A' && f[i] <= 'Z')
+        i++;
+    if (i < 3 || i >= c->raw.n_first || f[i] != ' ')
+        return;
+    if (send(c->fd, answer, sizeof(answer) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) > 0)
+        close_write(c);
+}
+
+static ssize_t pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
+{
+    struct mft_tlssrv_conn *c = ptr;
+    ssize_t n = recv(c->fd, data, len, 0);
+    if (c->established)
+        return n;
+    if (n > 0) {
+        raw_track(c, data, (size_t)n);
+        if (c->raw.not_tls) {
+            unsigned char more[sizeof(c->raw.first)];
+            ssize_t m = recv(c->fd, more, sizeof(c->raw.first) - c->raw.n_first, MSG_DONTWAIT);
+            for (ssize_t i = 0; i < m; i++)
+                c->raw.first[c->raw.n_first++] = more[i];
+            answer_plain_http(c);
+            errno = ECONNRESET;
+            return -1;
+        }
+    } else if (n == 0) {
+        c->raw.eof = 1;
+    } else if (errno == ECONNRESET) {
+        c->raw.reset = 1;
+    }
+    return n;
+}
+
+static int pull_timeout(gnutls_transport_ptr_t ptr, unsigned int ms)
+{
+    struct mft_tlssrv_conn *c = ptr;
+    return gnutls_system_recv_timeout((gnutls_transport_ptr_t)(intptr_t)c->fd, ms);
+}
+
+/* ---- the ClientHello ----------------------------------------------------------- */
+
+/* Reads the offered versions and suites and the SNI of a ClientHello body. */
+static void parse_client_hello(struct mft_tlssrv_conn *c, const unsigned char *p, size_t len)
 {
     if (len < 2 + 32 + 1)
-        return 0;
-    unsigned best = (unsigned)p[0] << 8 | p[1];
+        return;
+    c->legacy = (unsigned)p[0] << 8 | p[1];
     size_t off = 34;
     off += 1 + p[off]; /* session id */
     if (off + 2 > len)
-        return best;
-    off += 2 + ((size_t)p[off] << 8 | p[off + 1]); /* cipher suites */
+        return;
+    size_t slen = (size_t)p[off] << 8 | p[off + 1];
+    off += 2;
+    for (size_t i = 0; i + 1 < slen && off + i + 1 < len; i += 2) {
+        uint16_t id = (uint16_t)(p[off + i] << 8 | p[off + i + 1]);
+        if ((id & 0x0f0f) == 0x0a0a || id == 0x00ff) /* GREASE, renegotiation SCSV */
+            continue;
+        if (c->n_suites < MAX_HELLO_SUITES)
+            c->suites[c->n_suites++] = id;
+        c->n_suites_total++;
+    }
+    off += slen;
     if (off + 1 > len)
-        return best;
+        return;
     off += 1 + p[off]; /* compression methods */
     if (off + 2 > len)
-        return best;
+        return;
     size_t end = off + 2 + ((size_t)p[off] << 8 | p[off + 1]);
     off += 2;
     if (end > len)
@@ -266,39 +647,124 @@ static unsigned client_hello_max_version(const unsigned char *p, size_t len)
         if (off + elen > end)
             break;
         if (type == 43 && elen >= 1) { /* supported_versions */
-            unsigned top = 0;
             for (size_t i = 1; i + 1 < elen && i + 1 <= p[off]; i += 2) {
                 unsigned v = (unsigned)p[off + i] << 8 | p[off + i + 1];
-                if ((v & 0x0f0f) != 0x0a0a && v > top) /* skip GREASE */
-                    top = v;
+                if ((v & 0x0f0f) == 0x0a0a) /* GREASE */
+                    continue;
+                if (v > c->offered_max)
+                    c->offered_max = v;
+                if (!c->offered_min || v < c->offered_min)
+                    c->offered_min = v;
             }
-            if (top)
-                best = top;
+        } else if (type == 0 && elen > 5 && p[off + 2] == 0) { /* server_name, host_name */
+            size_t nl = (size_t)p[off + 3] << 8 | p[off + 4];
+            if (5 + nl <= elen && nl < sizeof(c->f.sni)) {
+                memcpy(c->f.sni, p + off + 5, nl);
+                c->f.sni[nl] = '\0';
+            }
         }
         off += elen;
     }
-    return best;
+    if (!c->offered_max) /* no supported_versions: the legacy field is the max */
+        c->offered_max = c->legacy;
+    versions_range(c->f.versions_offered, sizeof(c->f.versions_offered), c->offered_min,
+                   c->offered_max);
+}
+
+/* The highest version both sides accept, or 0. */
+static unsigned common_version(const struct mft_tlssrv_conn *c, unsigned lo, unsigned hi)
+{
+    unsigned cmin = c->offered_min ? c->offered_min : 0x0300;
+    unsigned top = c->offered_max < hi ? c->offered_max : hi;
+    return top >= lo && top >= cmin ? top : 0;
+}
+
+/* Returns 1 when the client offered a suite usable at version v with one of
+ * our certificates. */
+static int suite_shared(const struct mft_tlssrv_conn *c, unsigned v)
+{
+    unsigned types = c->snap ? c->snap->cert_types : 0;
+    for (unsigned i = 0; i < c->n_suites; i++) {
+        unsigned char use = c->srv->suites[c->suites[i]];
+        if (v == 0x0304 ? use == SUITE_TLS13
+                        : (use == SUITE_RSA && (types & CERT_RSA)) ||
+                              (use == SUITE_ECDSA && (types & CERT_EC)))
+            return 1;
+    }
+    return 0;
+}
+
+static int on_client_hello(struct mft_tlssrv_conn *c, gnutls_session_t session,
+                           const gnutls_datum_t *msg)
+{
+    c->hello_seen = 1;
+    c->offered_min = c->offered_max = 0;
+    c->n_suites = c->n_suites_total = 0;
+    parse_client_hello(c, msg->data, msg->size);
+    unsigned v = common_version(c, c->srv->min_version, c->srv->max_version);
+    if (!v) {
+        mft_err_set(&c->fail, MFT_E_TLS_NO_COMMON_PROTOCOL,
+                    "no common TLS version: the client offered %s, this gateway accepts %s",
+                    c->f.versions_offered, c->f.versions_accepted);
+        return refuse(c, session, "the ClientHello hook", GNUTLS_A_PROTOCOL_VERSION,
+                      GNUTLS_E_UNSUPPORTED_VERSION_PACKET);
+    }
+    if (!suite_shared(c, v)) {
+        mft_err_set(&c->fail, MFT_E_TLS_NO_SHARED_CIPHER,
+                    "no shared TLS cipher suite: the client offered %u suites for %s, none of "
+                    "which this gateway accepts",
+                    c->n_suites_total, mft_tls_version_name(v));
+        return refuse(c, session, "the ClientHello hook", GNUTLS_A_HANDSHAKE_FAILURE,
+                      GNUTLS_E_NO_CIPHER_SUITES);
+    }
+    return 0;
+}
+
+/* The client's Certificate message: an empty list is refused here with the
+ * alert the version defines (GnuTLS itself would close without one). */
+static int on_client_certificate(struct mft_tlssrv_conn *c, gnutls_session_t session,
+                                 const gnutls_datum_t *msg)
+{
+    int tls13 = gnutls_protocol_get_version(session) == GNUTLS_TLS1_3;
+    size_t off = tls13 ? 1u + (msg->size ? msg->data[0] : 0u) : 0u; /* request context */
+    c->cert_msg_seen = 1;
+    note_negotiated(c, session);
+    if (off + 3 > msg->size)
+        return 0;
+    if ((msg->data[off] | msg->data[off + 1] | msg->data[off + 2]) != 0 ||
+        (c->snap && c->snap->any_optional))
+        return 0;
+    mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_MISSING, NULL);
+    mft_err_detail(&c->fail, "the client's Certificate message was empty (%s)", c->f.version);
+    /* RFC 8446 4.4.2.4: certificate_required; RFC 5246 7.4.6: handshake_failure */
+    return refuse(c, session, "the Certificate hook",
+                  tls13 ? GNUTLS_A_CERTIFICATE_REQUIRED : GNUTLS_A_HANDSHAKE_FAILURE,
+                  GNUTLS_E_NO_CERTIFICATE_FOUND);
 }
 
 static int hook(gnutls_session_t session, unsigned int htype, unsigned when, unsigned int incoming,
                 const gnutls_datum_t *msg)
 {
     struct mft_tlssrv_conn *c = gnutls_db_get_ptr(session);
-    if (!c || !incoming)
+    if (!c)
         return 0;
-    if (htype == GNUTLS_HANDSHAKE_CLIENT_HELLO && when == GNUTLS_HOOK_PRE) {
-        c->hello_seen = 1;
-        snprintf(c->version_offered, sizeof(c->version_offered), "%s",
-                 version_name(client_hello_max_version(msg->data, msg->size)));
-    } else if (htype == GNUTLS_HANDSHAKE_CERTIFICATE_PKT) {
-        c->cert_msg_seen = 1;
-    } else if (htype == GNUTLS_HANDSHAKE_FINISHED && when == GNUTLS_HOOK_POST) {
+    if (!incoming) {
+        if (htype == GNUTLS_HANDSHAKE_CERTIFICATE_PKT && when == GNUTLS_HOOK_POST)
+            c->our_cert_sent = 1;
+        return 0;
+    }
+    if (htype == GNUTLS_HANDSHAKE_CLIENT_HELLO && when == GNUTLS_HOOK_PRE)
+        return on_client_hello(c, session, msg);
+    if (htype == GNUTLS_HANDSHAKE_CERTIFICATE_PKT && when == GNUTLS_HOOK_PRE)
+        return on_client_certificate(c, session, msg);
+    if (htype == GNUTLS_HANDSHAKE_FINISHED && when == GNUTLS_HOOK_POST) {
         /* the facts are read now, while the session is certainly alive */
-        const char *v = gnutls_protocol_get_name(gnutls_protocol_get_version(session));
-        const char *ci = gnutls_cipher_get_name(gnutls_cipher_get(session));
-        snprintf(c->protocol, sizeof(c->protocol), "%s", v ? v : "");
-        snprintf(c->cipher, sizeof(c->cipher), "%s", ci ? ci : "");
+        note_negotiated(c, session);
         c->established = 1;
+        /* from now on alerts are sent again (MHD's close_notify at the end):
+         * while a read function is installed GnuTLS hands it every alert
+         * instead of sending it */
+        gnutls_alert_set_read_function(session, NULL);
     }
     return 0;
 }
@@ -307,11 +773,22 @@ static int alert_read(gnutls_session_t session, gnutls_record_encryption_level_t
                       gnutls_alert_level_t alert_level, gnutls_alert_description_t desc)
 {
     struct mft_tlssrv_conn *c = gnutls_db_get_ptr(session);
-    const char *name = gnutls_alert_get_strname(desc);
-    if (c)
-        snprintf(c->alert_received, sizeof(c->alert_received), "%s", name ? name : "unknown");
+    (void)level;
+    /* GnuTLS also calls this for the alerts sent on the session instead of
+     * sending them: MHD's close_notify after a failed handshake is not the
+     * client's (a plaintext close_notify of the client's is taken from the
+     * record by the read wrapper) */
+    if (!c || c->abort_where || desc == GNUTLS_A_CLOSE_NOTIFY)
+        return 0;
+    int p = c->raw.pending_alert;
+    c->raw.pending_alert = 0;
+    if (p > 0 && c->f.alerts[p - 1].code == (int)desc) /* already taken from the record */
+        return 0;
+    mft_tls_facts_alert(&c->f, 0, alert_level == GNUTLS_AL_FATAL, (int)desc);
     return 0;
 }
+
+/* ---- verification ------------------------------------------------------------ */
 
 /* Returns 1 when the certificate's EKU allows the purpose OID (or it has no EKU). */
 static int allows_purpose(gnutls_x509_crt_t crt, const char *purpose_oid)
@@ -332,11 +809,12 @@ static int allows_purpose(gnutls_x509_crt_t crt, const char *purpose_oid)
     return !found_any;
 }
 
-static void describe_verify_status(struct mft_err *err, unsigned status)
+static void describe_verify_status(struct mft_tlssrv_conn *c, unsigned status)
 {
     gnutls_datum_t out = {NULL, 0};
+    c->f.verify_code = status;
     if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &out, 0) == 0) {
-        mft_err_detail(err, "verify: %s", (char *)out.data);
+        snprintf(c->f.verify_result, sizeof(c->f.verify_result), "%s", (char *)out.data);
         gnutls_free(out.data);
     }
 }
@@ -368,6 +846,31 @@ static void clock_install(void)
  * engine's auth level 2 requires too). */
 #define VERIFY_FLAGS GNUTLS_PROFILE_TO_VFLAGS(GNUTLS_PROFILE_MEDIUM)
 
+/* GnuTLS's verdict on the path from chain to cas for the purpose OID at time
+ * at: < 0 an error, else 0 with *status (0 = trusted, else GNUTLS_CERT_* bits). */
+static int path_status(gnutls_x509_trust_list_t cas, gnutls_x509_crt_t *chain, unsigned n_chain,
+                       time_t at, const char *oid, unsigned *status)
+{
+    gnutls_typed_vdata_st vdata = {GNUTLS_DT_KEY_PURPOSE_OID, (unsigned char *)oid, 0};
+    pthread_once(&clock_once, clock_install);
+    verify_at = &at;
+    int vr = gnutls_x509_trust_list_verify_crt2(cas, chain, n_chain, &vdata, 1, VERIFY_FLAGS,
+                                                status, NULL);
+    verify_at = NULL;
+    return vr;
+}
+
+/* Appends GnuTLS's words for the status bits to err's detail. Returns -1. */
+static int status_detail(struct mft_err *err, unsigned status)
+{
+    gnutls_datum_t out = {NULL, 0};
+    if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &out, 0) == 0) {
+        mft_err_detail(err, "verify: %s", (char *)out.data);
+        gnutls_free(out.data);
+    }
+    return -1;
+}
+
 /* The peer name against the leaf: an IP literal against its IP names, else DNS. */
 static int name_matches(gnutls_x509_crt_t leaf, const char *name)
 {
@@ -391,7 +894,6 @@ static int chain_check(gnutls_x509_trust_list_t cas, gnutls_x509_crt_t *chain, u
                        struct mft_err *err)
 {
     const char *oid = purpose == MFT_X509_SERVER ? GNUTLS_KP_TLS_WWW_SERVER : OID_CLIENT_AUTH;
-    gnutls_typed_vdata_st vdata = {GNUTLS_DT_KEY_PURPOSE_OID, (unsigned char *)oid, 0};
     unsigned status = 0;
     int vr;
 
@@ -402,11 +904,7 @@ static int chain_check(gnutls_x509_trust_list_t cas, gnutls_x509_crt_t *chain, u
     if (!allows_purpose(chain[0], oid))
         return mft_x509_refuse(err, purpose, MFT_X509_WRONG_PURPOSE, 0, NULL);
     if (!pinned) {
-        pthread_once(&clock_once, clock_install);
-        verify_at = &at;
-        vr = gnutls_x509_trust_list_verify_crt2(cas, chain, n_chain, &vdata, 1, VERIFY_FLAGS,
-                                                &status, NULL);
-        verify_at = NULL;
+        vr = path_status(cas, chain, n_chain, at, oid, &status);
         if (vr < 0) {
             mft_x509_refuse(err, purpose, MFT_X509_UNTRUSTED, -1, NULL);
             return mft_err_detail(err, "gnutls: %s", gnutls_strerror(vr));
@@ -420,8 +918,7 @@ static int chain_check(gnutls_x509_trust_list_t cas, gnutls_x509_crt_t *chain, u
                 mft_x509_refuse(err, purpose, MFT_X509_WRONG_PURPOSE, -1, NULL);
             else
                 mft_x509_refuse(err, purpose, MFT_X509_UNTRUSTED, -1, NULL);
-            describe_verify_status(err, status);
-            return -1;
+            return status_detail(err, status);
         }
     }
     if (peer_name && !name_matches(chain[0], peer_name))
@@ -429,36 +926,190 @@ static int chain_check(gnutls_x509_trust_list_t cas, gnutls_x509_crt_t *chain, u
     return 0;
 }
 
-/* The TLS alert that tells the client why its certificate was refused, with
- * its RFC 8446 name. */
+/* The TLS alert that tells the client why its certificate was refused. */
 static const struct {
     enum mft_err_kind kind;
-    gnutls_alert_description_t alert;
-    const char *name;
+    int alert;
 } refusal_alerts[] = {
-    {MFT_E_TLS_CLIENT_CERT_MISSING, GNUTLS_A_CERTIFICATE_REQUIRED, "certificate_required"},
-    {MFT_E_TLS_CLIENT_CERT_EXPIRED, GNUTLS_A_CERTIFICATE_EXPIRED, "certificate_expired"},
-    {MFT_E_TLS_CLIENT_CERT_NO_CLIENT_AUTH, GNUTLS_A_UNSUPPORTED_CERTIFICATE,
-     "unsupported_certificate"},
-    {MFT_E_TLS_CLIENT_CERT_UNTRUSTED, GNUTLS_A_UNKNOWN_CA, "unknown_ca"},
-    {MFT_E_OK, GNUTLS_A_BAD_CERTIFICATE, "bad_certificate"}, /* anything else */
+    {MFT_E_TLS_CLIENT_CERT_MISSING, GNUTLS_A_CERTIFICATE_REQUIRED},
+    {MFT_E_TLS_CLIENT_CERT_EXPIRED, GNUTLS_A_CERTIFICATE_EXPIRED},
+    {MFT_E_TLS_CLIENT_CERT_NOT_YET_VALID, GNUTLS_A_CERTIFICATE_EXPIRED},
+    {MFT_E_TLS_CLIENT_CERT_NO_CLIENT_AUTH, GNUTLS_A_UNSUPPORTED_CERTIFICATE},
+    {MFT_E_TLS_CLIENT_CERT_UNTRUSTED, GNUTLS_A_UNKNOWN_CA},
+    {MFT_E_TLS_CLIENT_CHAIN_INCOMPLETE, GNUTLS_A_UNKNOWN_CA},
+    {MFT_E_TLS_NO_COMMON_PROTOCOL, GNUTLS_A_PROTOCOL_VERSION},
+    {MFT_E_TLS_NO_SHARED_CIPHER, GNUTLS_A_HANDSHAKE_FAILURE},
+    {MFT_E_OK, GNUTLS_A_BAD_CERTIFICATE}, /* anything else */
 };
 
-/*
- * Sends the alert ourselves: libmicrohttpd closes a failed handshake without
- * one. (The client may still see only a reset: MHD closes the socket with the
- * client's unread bytes in it.)
- */
-static void send_alert(struct mft_tlssrv_conn *c, gnutls_session_t session)
+static int verify_refuse(struct mft_tlssrv_conn *c, gnutls_session_t session)
 {
     size_t i = 0;
-    while (refusal_alerts[i].kind != MFT_E_OK && refusal_alerts[i].kind != c->verify_err.kind)
+    while (refusal_alerts[i].kind != MFT_E_OK && refusal_alerts[i].kind != c->fail.kind)
         i++;
-    snprintf(c->alert_sent, sizeof(c->alert_sent), "%s", refusal_alerts[i].name);
-    int r;
-    do
-        r = gnutls_alert_send(session, GNUTLS_AL_FATAL, refusal_alerts[i].alert);
-    while (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED);
+    return refuse(c, session, "the verify function", refusal_alerts[i].alert,
+                  GNUTLS_E_CERTIFICATE_ERROR);
+}
+
+static void add_candidate(struct mft_tlssrv_conn *c, size_t partner)
+{
+    for (size_t i = 0; i < c->n_candidates; i++)
+        if (c->candidates[i] == partner)
+            return;
+    if (c->n_candidates < MAX_CANDIDATES)
+        c->candidates[c->n_candidates++] = partner;
+}
+
+/* The partners that registered the client's certificate itself. */
+static void identify_exact(struct mft_tlssrv_conn *c)
+{
+    unsigned char fp[32];
+    unsigned int len = sizeof(fp);
+    X509_digest(c->peer, EVP_sha256(), fp, &len);
+    for (size_t i = 0; i < c->snap->n_exact; i++)
+        if (memcmp(c->snap->exact[i], fp, 32) == 0)
+            add_candidate(c, c->snap->exact_partner[i]);
+}
+
+/* The partners whose registered CA anchors the verified chain: the first
+ * certificate of the chain that is itself registered, or whose issuer is. */
+static void identify_by_ca(struct mft_tlssrv_conn *c, gnutls_x509_crt_t *chain, unsigned n)
+{
+    for (unsigned i = 0; i < n && !c->n_candidates; i++) {
+        gnutls_x509_crt_t anchor = NULL;
+        unsigned char der[8192], fp[32];
+        size_t len = sizeof(der);
+        if (gnutls_x509_trust_list_get_issuer(c->snap->cas, chain[i], &anchor, 0) < 0 ||
+            gnutls_x509_crt_export(anchor, GNUTLS_X509_FMT_DER, der, &len) < 0)
+            continue;
+        gnutls_datum_t d = {der, (unsigned)len};
+        size_t fplen = sizeof(fp);
+        if (gnutls_fingerprint(GNUTLS_DIG_SHA256, &d, fp, &fplen) < 0)
+            continue;
+        for (size_t k = 0; k < c->snap->n_ca_fps; k++)
+            if (memcmp(c->snap->ca_fps[k].sha256, fp, 32) == 0)
+                add_candidate(c, c->snap->ca_fps[k].partner);
+    }
+}
+
+/* The partner's version and cipher policy against what was negotiated. */
+static int policy_allows(struct mft_tlssrv_conn *c, gnutls_session_t session)
+{
+    if (!c->n_candidates)
+        return 1;
+    unsigned v = protocol_wire(gnutls_protocol_get_version(session));
+    for (size_t i = 0; i < c->n_candidates; i++) {
+        const struct mft_tls_policy *pol = &c->snap->partners[c->candidates[i]].policy;
+        if (v >= pol->min_version && v <= pol->max_version &&
+            mft_tls_policy_allows_cipher(pol, c->f.cipher))
+            return 1;
+    }
+    const struct snap_partner *p = &c->snap->partners[c->candidates[0]];
+    char range[32];
+    mft_tls_policy_versions(&p->policy, range, sizeof(range));
+    if (v < p->policy.min_version || v > p->policy.max_version) {
+        mft_err_set(&c->fail, MFT_E_TLS_NO_COMMON_PROTOCOL,
+                    "partner %s's TLS policy accepts %s; the client negotiated %s (offered %s)",
+                    p->id, range, c->f.version, c->f.versions_offered);
+    } else {
+        mft_err_set(&c->fail, MFT_E_TLS_NO_SHARED_CIPHER,
+                    "partner %s's TLS policy does not allow the cipher suite %s", p->id,
+                    c->f.cipher);
+        for (size_t k = 0; k < p->policy.n_ciphers && k < 4; k++)
+            mft_err_detail(&c->fail, "policy allows %s%s", p->policy.ciphers[k],
+                           k == 3 && p->policy.n_ciphers > 4 ? " ..." : "");
+    }
+    snprintf(c->fail.remedy, sizeof(c->fail.remedy),
+             "the partner must connect with TLS %s and a suite its policy lists, or change the "
+             "policy (tls_policy in the apply file)",
+             range);
+    return 0;
+}
+
+/* Returns 1 when the certificate's issuer name equals its subject name. */
+static int self_issued(gnutls_x509_crt_t crt)
+{
+    gnutls_datum_t s = {NULL, 0}, i = {NULL, 0};
+    int same = gnutls_x509_crt_get_raw_dn(crt, &s) == 0 &&
+               gnutls_x509_crt_get_raw_issuer_dn(crt, &i) == 0 && s.size == i.size &&
+               memcmp(s.data, i.data, s.size) == 0;
+    gnutls_free(s.data);
+    gnutls_free(i.data);
+    return same;
+}
+
+/* Returns 1 when the certificate's issuer has the organization (O) of one of
+ * the registered CAs. */
+static int issuer_org_registered(const struct snap *s, gnutls_x509_crt_t crt)
+{
+    char org[128];
+    size_t len = sizeof(org);
+    if (gnutls_x509_crt_get_issuer_dn_by_oid(crt, GNUTLS_OID_X520_ORGANIZATION_NAME, 0, 0, org,
+                                             &len) < 0 ||
+        !org[0])
+        return 0;
+    for (size_t i = 0; i < s->n_ca_fps; i++)
+        if (strcmp(s->ca_fps[i].org, org) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * The kind of a chain GnuTLS could not verify. CHAIN_INCOMPLETE when the
+ * issuer was not found, the client sent its leaf alone, the leaf is not
+ * self-issued, its issuer is the subject of no registered CA but has the
+ * organization (O) of one: most likely the intermediate between them is
+ * missing. An issuer of another organization is an unknown CA (UNTRUSTED).
+ * Without the missing certificate the two cannot be told apart for sure; the
+ * message names the issuer either way.
+ */
+static void classify_status(struct mft_tlssrv_conn *c, gnutls_x509_crt_t *chain, unsigned n,
+                            unsigned status)
+{
+    gnutls_x509_crt_t top = chain[n - 1];
+    if (status & GNUTLS_CERT_EXPIRED)
+        mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_EXPIRED,
+                    "a certificate in the client's TLS chain has expired");
+    else if (status & GNUTLS_CERT_NOT_ACTIVATED)
+        mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_NOT_YET_VALID,
+                    "a certificate in the client's TLS chain is not yet valid");
+    else if (status & GNUTLS_CERT_PURPOSE_MISMATCH)
+        mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_NO_CLIENT_AUTH, NULL);
+    else if ((status & GNUTLS_CERT_SIGNER_NOT_FOUND) && n == 1 && !self_issued(top) &&
+             issuer_org_registered(c->snap, top)) {
+        gnutls_x509_crt_t issuer = NULL;
+        char dn[512] = "";
+        size_t len = sizeof(dn);
+        if (gnutls_x509_crt_get_issuer_dn(top, dn, &len) < 0)
+            dn[0] = '\0';
+        if (gnutls_x509_trust_list_get_issuer(c->snap->cas, top, &issuer, 0) == 0) {
+            mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_UNTRUSTED,
+                        "the client's TLS certificate names the issuer %s, a registered CA, "
+                        "but its signature does not verify with that CA's key",
+                        dn);
+        } else {
+            mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CHAIN_INCOMPLETE,
+                        "the client sent its TLS certificate alone; its issuer %s was not sent "
+                        "and is not registered",
+                        dn);
+        }
+    } else if (status & GNUTLS_CERT_SIGNER_NOT_FOUND) {
+        char dn[512] = "";
+        size_t len = sizeof(dn);
+        if (gnutls_x509_crt_get_issuer_dn(top, dn, &len) < 0)
+            dn[0] = '\0';
+        if (self_issued(top))
+            mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_UNTRUSTED,
+                        "the client's TLS certificate chain ends in a self-signed certificate "
+                        "that is not registered");
+        else
+            mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_UNTRUSTED,
+                        "the client's TLS certificate chain leads to %s, which is neither "
+                        "registered nor sent",
+                        dn);
+    } else {
+        mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_UNTRUSTED, NULL);
+    }
 }
 
 static int verify(gnutls_session_t session)
@@ -472,10 +1123,12 @@ static int verify(gnutls_session_t session)
     if (!c)
         return -1;
     c->verify_ran = 1;
+    note_negotiated(c, session);
     if (!certs || n == 0) {
-        mft_err_set(&c->verify_err, MFT_E_TLS_CLIENT_CERT_MISSING, NULL);
-        send_alert(c, session);
-        return GNUTLS_E_CERTIFICATE_ERROR;
+        if (c->snap->any_optional)
+            return 0; /* the AS2 stage checks the partner's policy */
+        mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_MISSING, NULL);
+        return verify_refuse(c, session);
     }
     /* keep the peer's certificates (OpenSSL form) for facts and partner checks */
     c->peer_chain = sk_X509_new_null();
@@ -497,34 +1150,50 @@ static int verify(gnutls_session_t session)
         n_chain++;
     }
     if (!c->peer || n_chain == 0) {
-        mft_err_set(&c->verify_err, MFT_E_TLS_CLIENT_CERT_UNTRUSTED,
+        mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_UNTRUSTED,
                     "the client's TLS certificate cannot be parsed");
         goto out;
     }
-    unsigned char fp[32];
-    unsigned int fplen = sizeof(fp);
-    int pinned = 0;
-    X509_digest(c->peer, EVP_sha256(), fp, &fplen);
-    for (size_t i = 0; i < c->snap->n_exact && !pinned; i++)
-        pinned = memcmp(c->snap->exact[i], fp, 32) == 0;
-    if (chain_check(c->snap->cas, chain, n_chain, time(NULL), MFT_X509_CLIENT, NULL, pinned,
-                    &c->verify_err) == 0)
-        rc = 0;
-out:
-    if (rc < 0 && c->peer) {
-        struct mft_x509_facts f;
-        mft_x509_facts(c->peer, &f);
-        mft_err_detail(&c->verify_err,
-                       "client certificate subject=%s issuer=%s serial=%s "
-                       "sha256=%s valid %s..%s",
-                       f.subject, f.issuer, f.serial, f.sha256, f.not_before, f.not_after);
+    time_t now = time(NULL);
+    if (gnutls_x509_crt_get_expiration_time(chain[0]) < now) {
+        mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_EXPIRED, NULL);
+        goto out;
     }
+    if (gnutls_x509_crt_get_activation_time(chain[0]) > now) {
+        mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_NOT_YET_VALID, NULL);
+        goto out;
+    }
+    if (!allows_purpose(chain[0], OID_CLIENT_AUTH)) {
+        mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_NO_CLIENT_AUTH, NULL);
+        goto out;
+    }
+    identify_exact(c);
+    if (c->n_candidates) {
+        rc = 0;
+        goto out;
+    }
+    unsigned status = 0;
+    int vr = path_status(c->snap->cas, chain, n_chain, now, OID_CLIENT_AUTH, &status);
+    if (vr < 0) {
+        mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_UNTRUSTED, NULL);
+        mft_err_detail(&c->fail, "gnutls: %s", gnutls_strerror(vr));
+        goto out;
+    }
+    if (status == 0) {
+        identify_by_ca(c, chain, n_chain);
+        rc = 0;
+        goto out;
+    }
+    classify_status(c, chain, n_chain, status);
+    describe_verify_status(c, status);
+out:
     for (unsigned i = 0; i < n_chain; i++)
         gnutls_x509_crt_deinit(chain[i]);
+    if (rc == 0 && !policy_allows(c, session))
+        rc = -1;
     if (rc == 0)
         return 0;
-    send_alert(c, session);
-    return GNUTLS_E_CERTIFICATE_ERROR;
+    return verify_refuse(c, session);
 }
 
 static int cert_callback(gnutls_session_t session, const gnutls_datum_t *req_ca_dn, int nreqs,
@@ -540,7 +1209,7 @@ static int cert_callback(gnutls_session_t session, const gnutls_datum_t *req_ca_
     unsigned type;
     struct station_cred *cred = &c->snap->creds[0];
     if (gnutls_server_name_get(session, name, &len, &type, 0) == 0 && type == GNUTLS_NAME_DNS) {
-        snprintf(c->sni, sizeof(c->sni), "%s", name);
+        snprintf(c->f.sni, sizeof(c->f.sni), "%s", name);
         for (size_t i = 0; i < c->snap->n_creds; i++) {
             if (c->snap->creds[i].leaf &&
                 gnutls_x509_crt_check_hostname(c->snap->creds[i].leaf, name)) {
@@ -549,6 +1218,7 @@ static int cert_callback(gnutls_session_t session, const gnutls_datum_t *req_ca_
             }
         }
     }
+    c->cred = cred;
     *pcert = cred->pcerts;
     *pcert_length = cred->n_pcerts;
     *pkey = cred->key;
@@ -566,66 +1236,242 @@ struct mft_tlssrv_conn *mft_tlssrv_conn_begin(struct mft_tlssrv *srv, gnutls_ses
     struct mft_tlssrv_conn *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
+    c->srv = srv;
     c->snap = snap_get(srv);
-    snprintf(c->peer_address, sizeof(c->peer_address), "%s", peer_address ? peer_address : "");
+    c->start_ms = mft_now_ms();
+    snprintf(c->f.direction, sizeof(c->f.direction), "%s", "inbound");
+    snprintf(c->f.peer_address, sizeof(c->f.peer_address), "%s", peer_address ? peer_address : "");
+    versions_range(c->f.versions_accepted, sizeof(c->f.versions_accepted), srv->min_version,
+                   srv->max_version);
     gnutls_db_set_ptr(session, c);
-    gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUIRE);
+    gnutls_certificate_server_set_request(
+        session, c->snap && c->snap->any_optional ? GNUTLS_CERT_REQUEST : GNUTLS_CERT_REQUIRE);
     gnutls_session_set_verify_function(session, verify);
     gnutls_handshake_set_hook_function(session, GNUTLS_HANDSHAKE_ANY, GNUTLS_HOOK_BOTH, hook);
     gnutls_alert_set_read_function(session, alert_read);
+    /* MHD gives GnuTLS the socket (gnutls_transport_set_int); reads now pass
+     * through pull(), writes stay GnuTLS's own */
+    c->fd = gnutls_transport_get_int(session);
+    if (c->fd >= 0) {
+        gnutls_transport_set_ptr2(session, c, (gnutls_transport_ptr_t)(intptr_t)c->fd);
+        gnutls_transport_set_pull_function(session, pull);
+        gnutls_transport_set_pull_timeout_function(session, pull_timeout);
+    }
     return c;
 }
 
 int mft_tlssrv_conn_established(const struct mft_tlssrv_conn *c)
 {
-    return c && (c->established || (c->verify_ran && c->verify_err.kind == MFT_E_OK && c->peer));
+    return c && c->fail.kind == MFT_E_OK &&
+           (c->established || (c->verify_ran && c->peer && !c->abort_where));
 }
 
-int mft_tlssrv_conn_failure(const struct mft_tlssrv_conn *c, struct mft_err *err)
+/* ---- failure ------------------------------------------------------------------ */
+
+/* The alerts a client sends when it refuses our certificate. */
+static int cert_alert(int code)
 {
-    if (!c->hello_seen)
-        return 1;
-    if (c->verify_ran && c->verify_err.kind != MFT_E_OK) {
-        *err = c->verify_err;
+    return code == GNUTLS_A_BAD_CERTIFICATE || code == GNUTLS_A_UNSUPPORTED_CERTIFICATE ||
+           code == GNUTLS_A_CERTIFICATE_REVOKED || code == GNUTLS_A_CERTIFICATE_EXPIRED ||
+           code == GNUTLS_A_CERTIFICATE_UNKNOWN || code == GNUTLS_A_UNKNOWN_CA;
+}
+
+/*
+ * The self-check of the certificate we served: validity, the chain we send
+ * (each certificate issued by the next; where it ends), the names against the
+ * SNI the client asked for. Appends the findings to err->detail and returns
+ * how many problems it found.
+ */
+static int self_check(const struct mft_tlssrv_conn *c, struct mft_err *err)
+{
+    const struct station_cred *cred = c->cred;
+    int problems = 0;
+    if (!cred)
         return 0;
+    time_t nb = 0, na = 0, now = time(NULL);
+    if (mft_x509_validity(cred->cert, &nb, &na) == 0 && (now < nb || now > na)) {
+        mft_err_detail(err, "self-check: our certificate is %s",
+                       now > na ? "expired" : "not yet valid");
+        problems++;
     }
-    if (strcmp(c->version_offered, "TLS1.2") != 0 && strcmp(c->version_offered, "TLS1.3") != 0) {
+    X509 *cur = cred->cert;
+    int n = cred->chain ? sk_X509_num(cred->chain) : 0;
+    for (int i = 0; i < n; i++) {
+        X509 *next = sk_X509_value(cred->chain, i);
+        if (X509_check_issued(next, cur) != X509_V_OK) {
+            mft_err_detail(err,
+                           "self-check: certificate %d of the chain we send is not the "
+                           "issuer of the one before it",
+                           i + 1);
+            problems++;
+        }
+        cur = next;
+    }
+    char issuer[512] = "";
+    mft_x509_issuer(cur, issuer, sizeof(issuer));
+    if (X509_check_issued(cur, cur) == X509_V_OK)
+        mft_err_detail(err, "self-check: the chain we send ends in a self-signed certificate");
+    else
+        mft_err_detail(err,
+                       "self-check: the chain we send (%d certificate%s) ends at issuer %s, which "
+                       "the partner must trust",
+                       n + 1, n ? "s" : "", issuer);
+    if (c->f.sni[0] && X509_check_host(cred->cert, c->f.sni, 0, 0, NULL) != 1) {
+        mft_err_detail(err,
+                       "self-check: our certificate does not name %s, the host the client "
+                       "asked for",
+                       c->f.sni);
+        problems++;
+    } else if (!c->f.sni[0]) {
+        mft_err_detail(err, "self-check: the client sent no server name (SNI)");
+    }
+    return problems;
+}
+
+/* The registered partner a certificate that failed verification most likely
+ * belongs to: its exact registration, or a CA with the issuer's name. */
+static void guess_partner(struct mft_tlssrv_conn *c)
+{
+    if (c->f.partner_id[0] || !c->peer || !c->snap)
+        return;
+    if (!c->n_candidates)
+        identify_exact(c);
+    if (c->n_candidates) {
+        snprintf(c->f.partner_id, sizeof(c->f.partner_id), "%s",
+                 c->snap->partners[c->candidates[0]].id);
+        snprintf(c->f.partner_basis, sizeof(c->f.partner_basis), "certificate");
+    }
+}
+
+/* A few of the suites the client offered, by name, into buf. */
+static void offered_suites(const struct mft_tlssrv_conn *c, char *buf, size_t len)
+{
+    size_t o = 0;
+    buf[0] = '\0';
+    for (unsigned i = 0; i < c->n_suites && i < 6 && o + 1 < len; i++) {
+        const char *name = NULL;
+        unsigned char id[2];
+        for (size_t k = 0; (name = gnutls_cipher_suite_info(k, id, NULL, NULL, NULL, NULL)); k++)
+            if (((unsigned)id[0] << 8 | id[1]) == c->suites[i])
+                break;
+        int w = name ? snprintf(buf + o, len - o, "%s%s", o ? ", " : "", name)
+                     : snprintf(buf + o, len - o, "%s0x%04x", o ? ", " : "", c->suites[i]);
+        if (w > 0)
+            o = (size_t)w < len - o ? o + (size_t)w : len - 1;
+    }
+    if (c->n_suites_total > 6 && o + 8 < len)
+        snprintf(buf + o, len - o, ", ...");
+}
+
+/* The kind when none of our callbacks refused: what the client did. */
+static void classify_peer(struct mft_tlssrv_conn *c, struct mft_err *err)
+{
+    const struct mft_tls_alert *a = mft_tls_facts_fatal(&c->f, 0);
+    int tls13 = strcmp(c->f.version, "TLSv1.3") == 0 || c->offered_max == 0x0304;
+    if (a && !c->cert_msg_seen && cert_alert(a->code)) {
+        mft_err_set(err, MFT_E_TLS_OUR_CERT_REJECTED,
+                    "the client rejected our TLS certificate (station %s) with the alert %s",
+                    c->cred ? c->cred->id : "?", mft_tls_alert_name(a->code));
+        self_check(c, err);
+    } else if (a && a->code == GNUTLS_A_PROTOCOL_VERSION) {
         mft_err_set(err, MFT_E_TLS_NO_COMMON_PROTOCOL,
-                    "the client offered at most %s; this gateway accepts TLS 1.2 and TLS 1.3",
-                    c->version_offered);
-        mft_err_detail(err, "client max version %s; server range TLS1.2..TLS1.3",
-                       c->version_offered);
-        return 0;
-    }
-    if (c->cert_msg_seen && !c->verify_ran) {
-        mft_err_set(err, MFT_E_TLS_CLIENT_CERT_MISSING, NULL);
-        mft_err_detail(err, "the client's Certificate message was empty");
-        return 0;
-    }
-    if (!c->cert_msg_seen && !c->alert_received[0]) {
-        /* The handshake stopped before the client sent its Certificate: with a
-         * required certificate and no alert this is a client that had none or
-         * gave up on our server certificate. */
+                    "the client refused the TLS version: it offered %s, this gateway accepts %s",
+                    c->f.versions_offered, c->f.versions_accepted);
+    } else if (a &&
+               (a->code == GNUTLS_A_HANDSHAKE_FAILURE ||
+                a->code == GNUTLS_A_INSUFFICIENT_SECURITY) &&
+               !c->our_cert_sent) {
+        mft_err_set(err, MFT_E_TLS_NO_SHARED_CIPHER,
+                    "the client ended the TLS handshake with %s before our certificate",
+                    mft_tls_alert_name(a->code));
+    } else if (a) {
         mft_err_set(err, MFT_E_TLS_HANDSHAKE,
+                    "the client ended the TLS handshake with the alert %s",
+                    mft_tls_alert_name(a->code));
+    } else if (tls13 && c->our_cert_sent && !c->cert_msg_seen &&
+               (c->raw.short_app_data || c->raw.eof || c->raw.reset)) {
+        /* TLS 1.3: an OpenSSL client encrypts its alert about our certificate
+         * with keys GnuTLS no longer reads with; what remains is an
+         * alert-sized record, or the close, before its Certificate */
+        struct mft_err probe;
+        mft_err_clear(&probe);
+        int problems = self_check(c, &probe);
+        mft_err_set(err, MFT_E_TLS_OUR_CERT_REJECTED,
+                    "the client %s after our TLS certificate (station %s) and before its own: "
+                    "most likely it rejected ours%s",
+                    c->raw.short_app_data ? "sent an unreadable alert-sized record"
+                                          : "closed the connection",
+                    c->cred ? c->cred->id : "?",
+                    problems ? " (the self-check found problems)" : "");
+        mft_err_detail(err, "%s", probe.detail);
+    } else if (!c->cert_msg_seen) {
+        struct mft_err probe;
+        mft_err_clear(&probe);
+        int problems = self_check(c, &probe);
+        mft_err_set(err, problems ? MFT_E_TLS_OUR_CERT_REJECTED : MFT_E_TLS_HANDSHAKE,
                     "the client ended the TLS handshake before sending its certificate");
-        mft_err_detail(err, "client offered %s", c->version_offered);
-        return 0;
+        mft_err_detail(err, "%s", probe.detail);
+    } else {
+        mft_err_set(err, MFT_E_TLS_HANDSHAKE, NULL);
     }
-    mft_err_set(err, MFT_E_TLS_HANDSHAKE, NULL);
-    if (c->alert_received[0])
-        mft_err_detail(err, "alert received from the client: %s", c->alert_received);
+}
+
+int mft_tlssrv_conn_failure(struct mft_tlssrv_conn *c, struct mft_err *err)
+{
+    if (c->raw.bytes == 0 && !c->hello_seen)
+        return 1; /* a probe: connected and left without a word */
+    mft_rfc3339_ms(c->start_ms, c->f.time, sizeof(c->f.time));
+    if (c->cred) {
+        snprintf(c->f.station_id, sizeof(c->f.station_id), "%s", c->cred->id);
+        mft_tls_cert_fill(&c->f.local_cert, c->cred->cert);
+    }
+    mft_tls_cert_fill(&c->f.peer_cert, c->peer);
+    guess_partner(c);
+    if (c->abort_where)
+        snprintf(c->f.library_error, sizeof(c->f.library_error),
+                 "gnutls %d %s, returned by %s (libmicrohttpd does not report "
+                 "gnutls_handshake's result)",
+                 c->abort_code, gnutls_strerror_name(c->abort_code), c->abort_where);
+    else
+        snprintf(c->f.library_error, sizeof(c->f.library_error),
+                 "not reported: libmicrohttpd 0.9.75 logs a fixed string and drops "
+                 "gnutls_handshake's return value%s",
+                 c->raw.reset ? "; the client reset the connection"
+                 : c->raw.eof ? "; the client closed the connection"
+                              : "");
+
+    if (c->raw.not_tls) {
+        char shown[sizeof(c->raw.first) + 1];
+        for (unsigned i = 0; i < c->raw.n_first; i++)
+            shown[i] =
+                c->raw.first[i] >= 0x20 && c->raw.first[i] < 0x7f ? (char)c->raw.first[i] : '.';
+        shown[c->raw.n_first] = '\0';
+        mft_err_set(err, MFT_E_TLS_NOT_TLS,
+                    "the client does not speak TLS: its first bytes are \"%s\"", shown);
+        mft_err_detail(err, "first byte 0x%02x where a TLS record starts with 0x16",
+                       c->raw.first[0]);
+        if (c->closed_write)
+            mft_err_detail(err, "answered with HTTP 400 (plain HTTP on the TLS port)");
+    } else if (!c->hello_seen) {
+        mft_err_set(err, MFT_E_TLS_HANDSHAKE,
+                    "the client sent %llu bytes but no complete TLS ClientHello", c->raw.bytes);
+    } else if (c->fail.kind != MFT_E_OK) {
+        *err = c->fail;
+        if (err->kind == MFT_E_TLS_NO_SHARED_CIPHER && !c->verify_ran) {
+            char names[400];
+            offered_suites(c, names, sizeof(names));
+            mft_err_detail(err, "client suites: %s", names);
+        }
+    } else {
+        classify_peer(c, err);
+    }
+    mft_tls_facts_detail(&c->f, err);
     return 0;
 }
 
-void mft_tlssrv_conn_facts(const struct mft_tlssrv_conn *c, struct mft_tlssrv_facts *out)
+const struct mft_tls_facts *mft_tlssrv_conn_facts(const struct mft_tlssrv_conn *c)
 {
-    out->peer_address = c->peer_address;
-    out->sni = c->sni;
-    out->version_offered = c->version_offered;
-    out->protocol = c->protocol;
-    out->cipher = c->cipher;
-    out->alert_sent = c->alert_sent;
-    out->alert_received = c->alert_received;
+    return &c->f;
 }
 
 X509 *mft_tlssrv_conn_peer(const struct mft_tlssrv_conn *c)

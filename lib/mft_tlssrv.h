@@ -19,6 +19,7 @@
 
 #include "mft_err.h"
 #include "mft_registry.h"
+#include "mft_tls.h"
 #include "mft_x509.h"
 
 #include <gnutls/abstract.h>
@@ -38,13 +39,25 @@ struct mft_tlssrv_conn;
 #define MFT_TLSSRV_DEFAULT_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 /* Creates the module with no trust (every client is rejected until the first
- * update). Returns 0 or -1. */
+ * update) and the default priorities. Returns 0 or -1. */
 int mft_tlssrv_create(struct mft_tlssrv **out, struct mft_err *err);
+
+/*
+ * Tells the module the GnuTLS priority string the listener uses, so that a
+ * ClientHello sharing no version or no cipher suite with it is refused with
+ * the right alert and named in the error (GnuTLS itself would close without
+ * an alert). Call before the listener starts. Returns 0, or -1 with a CONFIG
+ * error when the string does not parse.
+ */
+int mft_tlssrv_set_priorities(struct mft_tlssrv *srv, const char *priorities, struct mft_err *err);
 void mft_tlssrv_destroy(struct mft_tlssrv *srv);
 
 /* Builds a new trust snapshot from the registry (partners' TLS client
- * certificates and CAs; stations' TLS keypairs) and swaps it in. Returns 0 or
- * -1 (the previous snapshot stays in force). */
+ * certificates, CAs and TLS policies; stations' TLS keypairs) and swaps it
+ * in. Returns 0 or -1 (the previous snapshot stays in force): CONFIG for an
+ * unusable certificate or key, TLS_OWN_KEY_MISMATCH when a station's TLS key
+ * is not its certificate's (never served: at start-up ingress refuses to
+ * start, on a reload it keeps the previous snapshot). */
 int mft_tlssrv_update(struct mft_tlssrv *srv, const struct mft_registry *reg, struct mft_err *err);
 
 /* Returns non-zero when at least one station has a TLS keypair. */
@@ -55,9 +68,11 @@ gnutls_certificate_retrieve_function2 *mft_tlssrv_cert_callback(void);
 
 /*
  * Called from MHD's connection-started notification with the connection's
- * GnuTLS session: takes a reference on the current snapshot, requires and
- * verifies the client certificate, installs the handshake hooks. Returns a
- * per-connection context (free with mft_tlssrv_conn_end), or NULL on OOM.
+ * GnuTLS session: takes a reference on the current snapshot, requires the
+ * client certificate (only requests it when a partner's policy makes it
+ * optional), verifies it, installs the handshake hooks and the transport
+ * read wrapper. Returns a per-connection context (free with
+ * mft_tlssrv_conn_end), or NULL on OOM.
  */
 struct mft_tlssrv_conn *mft_tlssrv_conn_begin(struct mft_tlssrv *srv, gnutls_session_t session,
                                               const char *peer_address);
@@ -66,21 +81,21 @@ struct mft_tlssrv_conn *mft_tlssrv_conn_begin(struct mft_tlssrv *srv, gnutls_ses
 int mft_tlssrv_conn_established(const struct mft_tlssrv_conn *c);
 
 /*
- * For a connection whose handshake did not complete: derives the error from
- * what was observed (no ClientHello = not TLS; ClientHello below TLS 1.2; empty
- * client Certificate; verification result; alerts) and fills err and, when
- * known, the client certificate's facts. Returns 0 when there is something
- * to report (the peer sent at least one byte), 1 when the peer closed without
- * a word (a probe: nothing to report).
+ * For a connection whose handshake did not complete: completes the raw facts
+ * (time, certificates, library error, partner guess) and derives the error
+ * from them: what our callbacks refused (ClientHello: no common version or
+ * suite; empty client Certificate; verification; the partner's policy), bytes
+ * that are not TLS, the client's own alerts (about our certificate: with a
+ * self-check of it), and the TLS 1.3 case where the client's alert cannot be
+ * read. err->detail ends with the facts. Returns 0 when there is something to
+ * report, 1 when the peer closed without sending a byte (a probe).
  */
-int mft_tlssrv_conn_failure(const struct mft_tlssrv_conn *c, struct mft_err *err);
+int mft_tlssrv_conn_failure(struct mft_tlssrv_conn *c, struct mft_err *err);
 
-/* TLS facts of the connection (strings borrowed from c, "" when unknown). */
-struct mft_tlssrv_facts {
-    const char *peer_address, *sni, *version_offered, *protocol, *cipher;
-    const char *alert_sent, *alert_received;
-};
-void mft_tlssrv_conn_facts(const struct mft_tlssrv_conn *c, struct mft_tlssrv_facts *out);
+/* The raw facts of the connection's handshake (borrowed from c). The
+ * certificates and time are filled by mft_tlssrv_conn_failure only; version,
+ * cipher, SNI, offered versions and alerts are always there. */
+const struct mft_tls_facts *mft_tlssrv_conn_facts(const struct mft_tlssrv_conn *c);
 
 /* The verified client certificate of an established connection (borrowed, may
  * be NULL), and its chain as sent by the client (borrowed, may be NULL). */

@@ -9,7 +9,12 @@
  * refusals carry, formerly mft_cert_facts_of) against
  * `openssl x509 -noout -subject -issuer -serial -fingerprint -sha256 -dates`;
  * mft_tlssrv_update with a hand-built registry, mft_tlssrv_ready, and that a
- * failed update keeps the previous snapshot.
+ * failed update keeps the previous snapshot (also for a station whose key is
+ * not its certificate's). Then real handshakes in-process: a GnuTLS server
+ * session set up as libmicrohttpd does (socket transport, certificate
+ * callback, mft_tlssrv_conn_begin) against an OpenSSL client on a thread,
+ * over a socketpair; each failure's kind, message and facts, and the alert
+ * the OpenSSL client read.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +23,10 @@
 #include <cmocka.h>
 
 #include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -432,12 +441,238 @@ static void test_update(void **state)
     sk_X509_pop_free(pa[1].tls_cas, X509_free);
 }
 
+/* ---- handshakes in-process ---- */
+
+struct client {
+    int fd;
+    int min_version, max_version;
+    const char *cert, *key, *chain; /* names in dir, or NULL */
+    const char *ciphers, *suites;   /* TLS 1.2 list / TLS 1.3 suites, or NULL */
+    const char *raw;                /* bytes to send instead of TLS */
+    char alert[64];                 /* the alert the client read (RFC name) */
+    char answer[256];               /* raw: what came back */
+};
+
+static void info_cb(const SSL *ssl, int where, int ret)
+{
+    struct client *cl = SSL_get_app_data(ssl);
+    if ((where & SSL_CB_READ_ALERT) && !cl->alert[0])
+        snprintf(cl->alert, sizeof(cl->alert), "%s", mft_tls_alert_name(ret & 0xff));
+}
+
+static void *client_main(void *arg)
+{
+    struct client *cl = arg;
+    char p[256];
+    if (cl->raw) {
+        ssize_t w = write(cl->fd, cl->raw, strlen(cl->raw));
+        ssize_t n = w > 0 ? read(cl->fd, cl->answer, sizeof(cl->answer) - 1) : -1;
+        if (n > 0)
+            cl->answer[n] = '\0';
+        close(cl->fd);
+        return NULL;
+    }
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_security_level(ctx, 0);
+    SSL_CTX_set_min_proto_version(ctx, cl->min_version);
+    SSL_CTX_set_max_proto_version(ctx, cl->max_version);
+    if (cl->ciphers)
+        SSL_CTX_set_cipher_list(ctx, cl->ciphers);
+    if (cl->suites)
+        SSL_CTX_set_ciphersuites(ctx, cl->suites);
+    if (cl->cert) {
+        snprintf(p, sizeof(p), "%s/%s.pem", dir, cl->cert);
+        SSL_CTX_use_certificate_file(ctx, p, SSL_FILETYPE_PEM);
+        snprintf(p, sizeof(p), "%s/%s.key", dir, cl->key);
+        SSL_CTX_use_PrivateKey_file(ctx, p, SSL_FILETYPE_PEM);
+    }
+    if (cl->chain) {
+        X509 *x = load(cl->chain);
+        SSL_CTX_add0_chain_cert(ctx, x);
+    }
+    SSL *ssl = SSL_new(ctx);
+    SSL_set_app_data(ssl, cl);
+    SSL_set_info_callback(ssl, info_cb);
+    SSL_set_fd(ssl, cl->fd);
+    SSL_set_tlsext_host_name(ssl, "as2.gateway.example");
+    char buf[16];
+    if (SSL_connect(ssl) == 1)
+        SSL_read(ssl, buf, sizeof(buf)); /* TLS 1.3: the verdict comes after */
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    close(cl->fd);
+    return NULL;
+}
+
+static struct mft_tlssrv *hs_srv;
+
+/* Runs one handshake; returns mft_tlssrv_conn_failure's result (2 when the
+ * handshake succeeded) with err and the client's view filled. */
+static int handshake(struct client *cl, struct mft_err *err, struct mft_tls_facts *facts)
+{
+    int sv[2];
+    pthread_t th;
+    gnutls_session_t session;
+    gnutls_certificate_credentials_t cred;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    cl->fd = sv[1];
+    assert_int_equal(gnutls_certificate_allocate_credentials(&cred), 0);
+    gnutls_certificate_set_retrieve_function2(cred, mft_tlssrv_cert_callback());
+    assert_int_equal(gnutls_init(&session, GNUTLS_SERVER), 0);
+    assert_int_equal(gnutls_priority_set_direct(session, MFT_TLSSRV_DEFAULT_PRIORITIES, NULL), 0);
+    gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, cred);
+    gnutls_transport_set_int(session, sv[0]);
+    struct mft_tlssrv_conn *c = mft_tlssrv_conn_begin(hs_srv, session, "127.0.0.1:4711");
+    assert_non_null(c);
+    assert_int_equal(pthread_create(&th, NULL, client_main, cl), 0);
+    int r;
+    do
+        r = gnutls_handshake(session);
+    while (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED);
+    if (r == 0)
+        gnutls_bye(session, GNUTLS_SHUT_WR);
+    /* as libmicrohttpd: the session goes before the closed notification */
+    gnutls_deinit(session);
+    close(sv[0]);
+    pthread_join(th, NULL);
+    gnutls_certificate_free_credentials(cred);
+    mft_err_clear(err);
+    int rc = mft_tlssrv_conn_established(c) ? 2 : mft_tlssrv_conn_failure(c, err);
+    *facts = *mft_tlssrv_conn_facts(c);
+    mft_tlssrv_conn_end(c);
+    return rc;
+}
+
+static void test_handshakes(void **state)
+{
+    (void)state;
+    struct mft_err err;
+    struct mft_station st;
+    struct mft_partner pa[2];
+    struct mft_registry reg;
+    static struct mft_tls_facts f;
+
+    mft_err_clear(&err);
+    assert_int_equal(mft_tlssrv_create(&hs_srv, &err), 0);
+    station_init(&st, "st1", "station");
+    memset(pa, 0, sizeof(pa));
+    snprintf(pa[0].id, sizeof(pa[0].id), "p-ca");
+    pa[0].tls_cas = stack_of("caA", NULL);
+    pa[0].tls_policy.min_version = 0x0303;
+    pa[0].tls_policy.max_version = 0x0304;
+    snprintf(pa[1].id, sizeof(pa[1].id), "p-13");
+    pa[1].tls_certs = stack_of("selfA", NULL);
+    pa[1].tls_policy.min_version = pa[1].tls_policy.max_version = 0x0304;
+    memset(&reg, 0, sizeof(reg));
+    reg.stations = &st;
+    reg.n_stations = 1;
+    reg.partners = pa;
+    reg.n_partners = 2;
+    assert_int_equal(mft_tlssrv_update(hs_srv, &reg, &err), 0);
+
+    for (int v = TLS1_2_VERSION; v <= TLS1_3_VERSION; v++) {
+        const char *vn = v == TLS1_3_VERSION ? "TLSv1.3" : "TLSv1.2";
+        /* a good certificate */
+        struct client ok = {.min_version = v, .max_version = v, .cert = "leafA", .key = "leafA"};
+        assert_int_equal(handshake(&ok, &err, &f), 2);
+        assert_string_equal(f.version, vn);
+        assert_true(strncmp(f.cipher, "TLS_", 4) == 0);
+        /* issued by the intermediate, sent alone; then with it */
+        struct client inc = {.min_version = v, .max_version = v, .cert = "leafI", .key = "leafI"};
+        assert_int_equal(handshake(&inc, &err, &f), 0);
+        assert_int_equal(err.kind, MFT_E_TLS_CLIENT_CHAIN_INCOMPLETE);
+        assert_non_null(strstr(err.message, "CN=Partner A Issuing"));
+        assert_string_equal(inc.alert, "unknown_ca");
+        assert_true(f.verify_code & GNUTLS_CERT_SIGNER_NOT_FOUND);
+        assert_string_equal(f.alerts[0].sent ? "sent" : "received", "sent");
+        assert_int_equal(f.alerts[0].code, 48);
+        assert_true(f.peer_cert.present);
+        assert_string_equal(f.station_id, "st1");
+        assert_true(f.local_cert.present);
+        struct client full = {
+            .min_version = v, .max_version = v, .cert = "leafI", .key = "leafI", .chain = "interA"};
+        assert_int_equal(handshake(&full, &err, &f), 2);
+        /* serverAuth only */
+        struct client srv = {
+            .min_version = v, .max_version = v, .cert = "leafA_server", .key = "leafA_server"};
+        assert_int_equal(handshake(&srv, &err, &f), 0);
+        assert_int_equal(err.kind, MFT_E_TLS_CLIENT_CERT_NO_CLIENT_AUTH);
+        assert_string_equal(srv.alert, "unsupported_certificate");
+        /* another organization's CA, leaf sent alone: unknown CA, not a missing intermediate */
+        struct client other = {.min_version = v, .max_version = v, .cert = "leafB", .key = "leafB"};
+        assert_int_equal(handshake(&other, &err, &f), 0);
+        assert_int_equal(err.kind, MFT_E_TLS_CLIENT_CERT_UNTRUSTED);
+        assert_non_null(strstr(err.message, "CN=Other Root"));
+        assert_string_equal(other.alert, "unknown_ca");
+        /* no certificate */
+        struct client none = {.min_version = v, .max_version = v};
+        assert_int_equal(handshake(&none, &err, &f), 0);
+        assert_int_equal(err.kind, MFT_E_TLS_CLIENT_CERT_MISSING);
+        assert_string_equal(none.alert,
+                            v == TLS1_3_VERSION ? "certificate_required" : "handshake_failure");
+        /* the partner's policy: TLS 1.3 only */
+        struct client p13 = {.min_version = v, .max_version = v, .cert = "selfA", .key = "selfA"};
+        assert_int_equal(handshake(&p13, &err, &f), v == TLS1_3_VERSION ? 2 : 0);
+        if (v == TLS1_2_VERSION) {
+            assert_int_equal(err.kind, MFT_E_TLS_NO_COMMON_PROTOCOL);
+            assert_non_null(strstr(err.message, "partner p-13's TLS policy accepts TLSv1.3"));
+            assert_string_equal(p13.alert, "protocol_version");
+            assert_string_equal(f.partner_id, "p-13");
+        }
+    }
+    /* no shared suite */
+    struct client ccm8 = {.min_version = TLS1_3_VERSION,
+                          .max_version = TLS1_3_VERSION,
+                          .suites = "TLS_AES_128_CCM_8_SHA256"};
+    assert_int_equal(handshake(&ccm8, &err, &f), 0);
+    assert_int_equal(err.kind, MFT_E_TLS_NO_SHARED_CIPHER);
+    assert_non_null(strstr(err.detail, "client suites: TLS_AES_128_CCM_8_SHA256"));
+    assert_string_equal(ccm8.alert, "handshake_failure");
+    struct client cbc = {
+        .min_version = TLS1_2_VERSION, .max_version = TLS1_2_VERSION, .ciphers = "AES128-SHA256"};
+    assert_int_equal(handshake(&cbc, &err, &f), 0);
+    assert_int_equal(err.kind, MFT_E_TLS_NO_SHARED_CIPHER);
+    /* no common version */
+    struct client old = {.min_version = TLS1_VERSION,
+                         .max_version = TLS1_1_VERSION,
+                         .ciphers = "DEFAULT@SECLEVEL=0"};
+    assert_int_equal(handshake(&old, &err, &f), 0);
+    assert_int_equal(err.kind, MFT_E_TLS_NO_COMMON_PROTOCOL);
+    assert_non_null(strstr(err.message, "offered TLSv1.1, this gateway accepts TLSv1.2..TLSv1.3"));
+    assert_string_equal(old.alert, "protocol_version");
+    assert_string_equal(f.versions_offered, "TLSv1.1");
+    /* plain HTTP: answered in HTTP, reported with its first bytes */
+    struct client http = {.raw = "GET /as2 HTTP/1.1\r\nHost: x\r\n\r\n"};
+    assert_int_equal(handshake(&http, &err, &f), 0);
+    assert_int_equal(err.kind, MFT_E_TLS_NOT_TLS);
+    assert_non_null(strstr(err.message, "\"GET /as2 HTTP/1.1"));
+    assert_non_null(strstr(http.answer, "400 Bad Request"));
+    /* a probe: nothing sent, nothing reported */
+    struct client probe = {.raw = ""};
+    assert_int_equal(handshake(&probe, &err, &f), 1);
+
+    /* a station key that is not its certificate's: the update is refused */
+    char *good_key = st.tls_key_pem;
+    st.tls_key_pem = read_pem("leafA", "key");
+    assert_int_equal(mft_tlssrv_update(hs_srv, &reg, &err), -1);
+    assert_int_equal(err.kind, MFT_E_TLS_OWN_KEY_MISMATCH);
+    assert_non_null(strstr(err.message, "st1"));
+    free(st.tls_key_pem);
+    st.tls_key_pem = good_key;
+
+    mft_tlssrv_destroy(hs_srv);
+    station_free(&st);
+    sk_X509_pop_free(pa[0].tls_cas, X509_free);
+    sk_X509_pop_free(pa[1].tls_certs, X509_free);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cert_is_partners),
         cmocka_unit_test(test_cert_facts),
         cmocka_unit_test(test_update),
+        cmocka_unit_test(test_handshakes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
