@@ -24,6 +24,8 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <ctype.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -835,6 +837,13 @@ void receive_connection(void *cls, struct MHD_Connection *conn, void **socket_co
 {
     struct ingress *in = cls;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        /* GnuTLS writes a handshake flight in several records: with Nagle
+         * the last one can wait for the client's delayed ACK (40 ms) */
+        const union MHD_ConnectionInfo *fd =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        int one = 1;
+        if (fd)
+            setsockopt(fd->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
         char peer[64];
