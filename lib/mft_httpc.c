@@ -230,6 +230,20 @@ static X509 *ca_named(STACK_OF(X509) * cas, const X509_NAME *name)
     return NULL;
 }
 
+/* Returns 1 when cert names where its issuer's certificate is published
+ * (Authority Information Access caIssuers): what CAs that issue from an
+ * intermediate put in their certificates, the sign that the missing issuer
+ * is an intermediate the server should have sent. */
+static int has_ca_issuers(X509 *cert)
+{
+    AUTHORITY_INFO_ACCESS *aia = X509_get_ext_d2i(cert, NID_info_access, NULL, NULL);
+    int found = 0;
+    for (int i = 0; aia && i < sk_ACCESS_DESCRIPTION_num(aia); i++)
+        found |= OBJ_obj2nid(sk_ACCESS_DESCRIPTION_value(aia, i)->method) == NID_ad_ca_issuers;
+    AUTHORITY_INFO_ACCESS_free(aia);
+    return found;
+}
+
 /* The CA rule failed with verr on bad (may be NULL): the most precise kind.
  * Returns 1 when it set c->vfail (an expiry, a missing intermediate), else 0. */
 static int ca_refusal(struct call *c, STACK_OF(X509) * cas, X509 *leaf, STACK_OF(X509) * chain,
@@ -265,17 +279,22 @@ static int ca_refusal(struct call *c, STACK_OF(X509) * cas, X509 *leaf, STACK_OF
         verdict(c, verr, "issuer %s: same name as a registered CA, another key", issuer);
         return 1;
     }
-    if (chain && sk_X509_num(chain) > 1)
-        return 0; /* it sent a chain, and that chain ends at an unknown CA */
+    if (!has_ca_issuers(bad)) { /* no sign that the issuer is an intermediate */
+        mft_err_set(&c->vfail, MFT_E_TLS_SERVER_UNTRUSTED,
+                    "the server's TLS certificate is issued by \"%.200s\", which it did not send "
+                    "and which is not a registered CA",
+                    issuer);
+        verdict(c, verr, "issuer %s not sent and not registered", issuer);
+        return 1;
+    }
     mft_err_set(&c->vfail, MFT_E_TLS_SERVER_CHAIN_INCOMPLETE,
-                "the server sent its TLS certificate alone: its issuer \"%.200s\" was not sent "
-                "and is not registered",
+                "the server did not send the intermediate CA certificate \"%.200s\" that issued "
+                "its TLS certificate, and it is not registered",
                 issuer);
-    snprintf(c->vfail.remedy, sizeof(c->vfail.remedy),
-             "if \"%.80s\" is an intermediate CA, the partner must send it with its certificate "
-             "(the full chain); if it is the partner's root CA, register it (send.tls_server_cas)",
-             issuer);
-    verdict(c, verr, "issuer %s not sent and not registered", issuer);
+    verdict(c, verr,
+            "issuer %s (an intermediate: the certificate names where to fetch it) "
+            "not sent and not registered",
+            issuer);
     return 1;
 }
 
@@ -1138,7 +1157,8 @@ static int http_cert_refusal(const struct call *c, long status, struct mft_err *
 /* After a TLS 1.3 handshake in which the server asked for our certificate,
  * its verdict on it may still be on the way: read (nothing is sent) until
  * MFT_HTTPC_SETTLE_MS pass, an alert arrives, or the server closes. Returns
- * CURLE_OK when nothing came but session tickets, else a curl error. */
+ * a curl error when the read failed (a fatal alert), else CURLE_OK (session
+ * tickets, a clean close_notify, or data). */
 static CURLcode settle(CURL *h, const struct call *c)
 {
     curl_socket_t fd = CURL_SOCKET_BAD;
@@ -1164,7 +1184,7 @@ static CURLcode settle(CURL *h, const struct call *c)
             continue; /* a session ticket, no data */
         if (rc != CURLE_OK)
             return rc;
-        return n == 0 ? CURLE_GOT_NOTHING : CURLE_OK; /* closed / data (not expected) */
+        return CURLE_OK; /* data, or a clean close (close_notify): no refusal */
     }
 }
 
