@@ -271,20 +271,16 @@ static int ca_refusal(struct call *c, STACK_OF(X509) * cas, X509 *leaf, STACK_OF
         !bad || self_signed(bad))
         return 0;
     mft_x509_issuer(bad, issuer, sizeof(issuer));
-    if (ca_named(cas, X509_get_issuer_name(bad))) {
+    int same_name = ca_named(cas, X509_get_issuer_name(bad)) != NULL;
+    if (same_name || !has_ca_issuers(bad)) { /* no sign that the issuer is an intermediate */
         mft_err_set(&c->vfail, MFT_E_TLS_SERVER_UNTRUSTED,
-                    "the server's TLS certificate names the registered CA \"%.200s\" as its "
-                    "issuer, but that CA did not sign it (another key of the same name)",
+                    same_name ? "the server's TLS certificate names the registered CA \"%.200s\" "
+                                "as its issuer, but that CA did not sign it (another key)"
+                              : "the server's TLS certificate is issued by \"%.200s\", which it "
+                                "did not send and which is not a registered CA",
                     issuer);
-        verdict(c, verr, "issuer %s: same name as a registered CA, another key", issuer);
-        return 1;
-    }
-    if (!has_ca_issuers(bad)) { /* no sign that the issuer is an intermediate */
-        mft_err_set(&c->vfail, MFT_E_TLS_SERVER_UNTRUSTED,
-                    "the server's TLS certificate is issued by \"%.200s\", which it did not send "
-                    "and which is not a registered CA",
-                    issuer);
-        verdict(c, verr, "issuer %s not sent and not registered", issuer);
+        verdict(c, verr, "issuer %s %s", issuer,
+                same_name ? "has a registered CA's name, another key" : "not sent, not registered");
         return 1;
     }
     mft_err_set(&c->vfail, MFT_E_TLS_SERVER_CHAIN_INCOMPLETE,

@@ -77,15 +77,16 @@ done
 pin_of() { openssl x509 -in "$1" -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64; }
 
 # --- the cases ------------------------------------------------------------------
-# case ID EXPECT SERVER CHECK... — SERVER: "s_server ARGS" | "plain" | "closed";
-# the partner's send/tls_policy come from PARTNER_<ID> (JSON, default: trust the
-# case's CA). CHECKs are Python expressions over v (the JSON verdict), t (its
+# case_add ID EXPECT SERVER CHECK... — SERVER: "s_server ARGS" | "plain" | "closed";
+# the partner's send (trust) and tls_policy come from SEND[ID] (default: trust
+# $ca, the case's CA) and POLICY[ID] (default: {}). CHECKs are Python expressions over v (the JSON verdict), t (its
 # tls facts) and alerts (["received fatal unknown_ca", ...]).
 CASES=(); declare -A SERVER EXPECT CHECKS SEND POLICY PORT
 case_add() {
   local id=$1; CASES+=("$id"); EXPECT[$id]=$2; SERVER[$id]=$3; shift 3
   local c; CHECKS[$id]=""; for c in "$@"; do CHECKS[$id]+="$c"$'\n'; done
   PORT[$id]=$(free_port)
+  SEND[$id]="{\"tls_server_cas\": $ca}" # the case's CA; a case may change it
 }
 for a in rsa ec; do
   ca=[\"$C/$a-ca.pem\"]
@@ -93,31 +94,22 @@ for a in rsa ec; do
     sv="-tls${v/./_}"; s="$a-${v/./}"
     case_add "$s-ok" OK "$sv -cert $C/$a-ok.pem -key $C/$a-ok.key" \
       "t['version'] == 'TLSv$v'" "t['verify_code'] == 0" "t['peer_certificate']['key'].startswith('${a^^}')"
-    SEND[$s-ok]="{\"tls_server_cas\": $ca}"
     case_add "$s-expired" TLS_SERVER_EXPIRED "$sv -cert $C/$a-expired.pem -key $C/$a-expired.key" \
       "t['verify_code'] == 10" "'2021-01-01T00:00:00Z' in v['message']" "'sent fatal' in ' '.join(alerts)"
-    SEND[$s-expired]="{\"tls_server_cas\": $ca}"
     case_add "$s-notyet" TLS_SERVER_NOT_YET_VALID "$sv -cert $C/$a-notyet.pem -key $C/$a-notyet.key" \
       "t['verify_code'] == 9" "'clock' in v['detail']"
-    SEND[$s-notyet]="{\"tls_server_cas\": $ca}"
     case_add "$s-wrongsan" TLS_SERVER_NAME_MISMATCH "$sv -cert $C/$a-wrongsan.pem -key $C/$a-wrongsan.key" \
       "t['verify_code'] == 62" "'DNS:other.example' in v['message']" "'not for localhost' in v['message']"
-    SEND[$s-wrongsan]="{\"tls_server_cas\": $ca}"
     case_add "$s-wrongeku" TLS_SERVER_UNTRUSTED "$sv -cert $C/$a-wrongeku.pem -key $C/$a-wrongeku.key" \
       "t['verify_code'] == 26" "'unsuitable certificate purpose' in t['verify_result']"
-    SEND[$s-wrongeku]="{\"tls_server_cas\": $ca}"
     case_add "$s-nointer" TLS_SERVER_CHAIN_INCOMPLETE "$sv -cert $C/$a-leaf-inter.pem -key $C/$a-leaf-inter.key" \
       "t['verify_code'] == 20" "'intermediate $a' in v['message']"
-    SEND[$s-nointer]="{\"tls_server_cas\": $ca}"
     case_add "$s-withinter" OK "$sv -cert $C/$a-leaf-inter.pem -key $C/$a-leaf-inter.key -cert_chain $C/$a-inter.pem" \
       "t['version'] == 'TLSv$v'"
-    SEND[$s-withinter]="{\"tls_server_cas\": $ca}"
     case_add "$s-self" TLS_SERVER_SELF_SIGNED "$sv -cert $C/$a-self.pem -key $C/$a-self.key" \
       "t['verify_code'] == 18" "t['peer_certificate']['subject'] == 'CN=localhost'"
-    SEND[$s-self]="{\"tls_server_cas\": $ca}"
     case_add "$s-otherca" TLS_SERVER_UNTRUSTED "$sv -cert $C/$a-stranger.pem -key $C/$a-stranger.key -cert_chain $C/$a-other.pem" \
       "t['verify_code'] == 19" "'other root $a' in v['detail']"
-    SEND[$s-otherca]="{\"tls_server_cas\": $ca}"
     case_add "$s-pin" TLS_PIN_CHANGED "$sv -cert $C/$a-ok.pem -key $C/$a-ok.key" \
       "'$(pin_of "$C/$a-ok.pem")' in v['message']" "t['verify_code'] == 50"
     SEND[$s-pin]="{\"tls_server_pins\": [\"$(pin_of "$C/$a-self.pem")\"], \"tls_server_cas\": $ca}"
@@ -125,10 +117,8 @@ for a in rsa ec; do
     # our client certificate (acme-client, by the demo CA): accepted, refused
     case_add "$s-mtls" OK "$sv -cert $C/$a-ok.pem -key $C/$a-ok.key -Verify 1 -verify_return_error -CAfile $K/ca.crt" \
       "t['local_certificate']['subject'].startswith('CN=')" "t['version'] == 'TLSv$v'"
-    SEND[$s-mtls]="{\"tls_server_cas\": $ca}"
     case_add "$s-mtls-unknownca" TLS_OUR_CERT_REJECTED "$sv -cert $C/$a-ok.pem -key $C/$a-ok.key -Verify 1 -verify_return_error -CAfile $K/unknown-ca.crt" \
       "'received fatal unknown_ca' in alerts" "'does not know the CA' in v['message']"
-    SEND[$s-mtls-unknownca]="{\"tls_server_cas\": $ca}"
     # cipher suites: the server has one AES-128 suite, our policy one AES-256 suite
     if [ $v = 1.2 ]; then
       kx=$([ $a = rsa ] && echo RSA || echo ECDSA)
@@ -140,15 +130,14 @@ for a in rsa ec; do
         "'received fatal handshake_failure' in alerts" "'TLS_AES_256_GCM_SHA384' in v['message']"
       POLICY[$s-cipher]='{"ciphers": ["TLS_AES_256_GCM_SHA384"]}'
     fi
-    SEND[$s-cipher]="{\"tls_server_cas\": $ca}"
   done
   # versions: a TLS 1.2-only server and our TLS 1.3-only policy, and the reverse
   case_add "$a-v12-vs-13" TLS_NO_COMMON_PROTOCOL "-tls1_2 -cert $C/$a-ok.pem -key $C/$a-ok.key" \
     "t['versions_offered'] == 'TLSv1.3'" "'received fatal protocol_version' in alerts" "'TLSv1.3' in v['message']"
-  SEND[$a-v12-vs-13]="{\"tls_server_cas\": $ca}"; POLICY[$a-v12-vs-13]='{"min_version": "TLSv1.3"}'
+  POLICY[$a-v12-vs-13]='{"min_version": "TLSv1.3"}'
   case_add "$a-v13-vs-12" TLS_NO_COMMON_PROTOCOL "-tls1_3 -cert $C/$a-ok.pem -key $C/$a-ok.key" \
     "t['versions_offered'] == 'TLSv1.2'" "'received fatal protocol_version' in alerts" "'TLSv1.2' in v['message']"
-  SEND[$a-v13-vs-12]="{\"tls_server_cas\": $ca}"; POLICY[$a-v13-vs-12]='{"max_version": "TLSv1.2"}'
+  POLICY[$a-v13-vs-12]='{"max_version": "TLSv1.2"}'
 done
 # our own certificate, judged by the partner: expired (station "late"), no
 # clientAuth (station "server-only" presents a serverAuth-only certificate)
@@ -156,15 +145,11 @@ for v in 1.2 1.3; do
   s=${v/./}
   case_add "late-$s" TLS_OUR_CERT_REJECTED "-tls${v/./_} -cert $C/ec-ok.pem -key $C/ec-ok.key -Verify 1 -verify_return_error -CAfile $K/ca.crt" \
     "'received fatal certificate_expired' in alerts" "'HAS EXPIRED' in v['message']"
-  SEND[late-$s]="{\"tls_server_cas\": [\"$C/ec-ca.pem\"]}"
   case_add "serveronly-$s" TLS_OUR_CERT_REJECTED "-tls${v/./_} -cert $C/ec-ok.pem -key $C/ec-ok.key -Verify 1 -verify_return_error -CAfile $K/ca.crt" \
     "'received fatal unsupported_certificate' in alerts" "'client authentication' in v['message']"
-  SEND[serveronly-$s]="{\"tls_server_cas\": [\"$C/ec-ca.pem\"]}"
 done
 case_add nottls TLS_NOT_TLS plain "t['version'] == ''" "'does not answer in TLS' in v['message']"
-SEND[nottls]="{\"tls_server_cas\": [\"$C/ec-ca.pem\"]}"
 case_add refused CONNECT closed "'cannot connect' in v['message']"
-SEND[refused]="{\"tls_server_cas\": [\"$C/ec-ca.pem\"]}"
 
 # --- the registry: one partner per case -------------------------------------------
 NGPORT=$(free_port)
