@@ -22,6 +22,7 @@
 #include "egress.h"
 #include "mft_as2.h"
 #include "mft_as2_send.h"
+#include "mft_dial.h"
 #include "mft_events.h"
 #include "mft_httpc.h"
 #include "mft_log.h"
@@ -420,6 +421,7 @@ struct attempt {
     const struct mft_partner *p;
     unsigned n; /* this attempt's number */
     char mic[128], mic_alg[16];
+    const struct mft_tls_facts *tls; /* a failed handshake's facts, for the event */
 };
 
 /* Milliseconds to wait before attempt n+1: base * 2^(n-1), capped, with
@@ -448,6 +450,7 @@ static void fail(struct attempt *a, const struct mft_err *why, long http_status,
         .http_status = http_status,
         .error = why,
         .server = server,
+        .tls = a->tls,
         .op = {.unschedule = {MFT_STORE_OUT_RETRY, MFT_STORE_OUT_MDN}},
     };
     mft_warn("send.failed", why->message, "message_id", a->uuid, "partner", a->m.partner_id,
@@ -475,6 +478,7 @@ static void retry_or_fail(struct attempt *a, struct mft_err *why, long http_stat
         .http_status = http_status,
         .error = why,
         .server = server,
+        .tls = a->tls,
         .op = {.schedule = MFT_STORE_OUT_RETRY, .due_ms = next},
     };
     char n[16];
@@ -579,6 +583,7 @@ static void attempt_run(struct egress *eg, const char *uuid)
     struct mft_registry *reg = NULL;
     struct mft_as2_message msg;
     struct mft_httpc_response resp;
+    struct mft_tls_facts facts;
     struct mft_err err;
     const unsigned char *payload = NULL;
     size_t payload_len = 0;
@@ -587,6 +592,7 @@ static void attempt_run(struct egress *eg, const char *uuid)
 
     memset(&msg, 0, sizeof(msg));
     memset(&resp, 0, sizeof(resp));
+    memset(&facts, 0, sizeof(facts));
     mft_err_clear(&err);
     int g = mft_store_out_get(eg->store, uuid, &a.kv, &a.nkv, &err);
     if (g != 0) {
@@ -665,22 +671,18 @@ static void attempt_run(struct egress *eg, const char *uuid)
         goto out; /* the lease brings it back */
 
     as2_headers(&a, &msg, mdn_mode, mdn_signed, o.sign_md, bufs, hdr);
-    struct mft_httpc_trust trust = {ps->tls_server_certs, ps->tls_server_cas, ps->tls_server_pins,
-                                    ps->n_pins};
-    /* the registry holds the identity parsed: not parsed again per message */
-    const struct mft_keypair *tc = &a.p->station->tls_client;
-    struct mft_httpc_client_keys client = {tc->cert, tc->chain, tc->key};
+    /* trust, client identity (parsed once, in the registry) and TLS policy:
+     * the same as mftctl test-connection */
+    struct mft_dial dial;
     struct mft_httpc_request rq = {
-        .url = ps->url,
         .headers = hdr,
         .body = msg.body,
         .len = msg.len,
         .content_length = ps->content_length,
-        .timeout_s = ps->timeout_s,
         .max_response = eg->max_response,
-        .trust = &trust,
-        .client_keys = client.cert ? &client : NULL,
+        .facts_out = &facts,
     };
+    mft_dial_request(a.p, &dial, &rq);
     atomic_fetch_add(&eg->inflight, 1);
     mft_metric_set("mft_egress_inflight", "", (double)atomic_load(&eg->inflight));
     char key[700];
@@ -691,6 +693,9 @@ static void attempt_run(struct egress *eg, const char *uuid)
     atomic_fetch_sub(&eg->inflight, 1);
     if (posted < 0) {
         mft_metric_inc("mft_egress_attempts_total", "result=\"transport\"");
+        /* a TLS failure carries the handshake's raw facts into the event */
+        if (strncmp(mft_err_kind_name(why.kind), "TLS_", 4) == 0 && facts.direction[0])
+            a.tls = &facts;
         if (mft_httpc_err_transient(&why))
             retry_or_fail(&a, &why, 0, NULL);
         else

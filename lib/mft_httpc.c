@@ -5,11 +5,14 @@
  * by anything else that must POST to a partner). Each call builds its own
  * curl handle; libcurl's OpenSSL backend hands us each new SSL_CTX through
  * CURLOPT_SSL_CTX_FUNCTION, where we install the station's client
- * certificate and our own certificate verification (the partner's registered
- * certificates, pins and CAs; never the system store). The TLS callbacks
- * record what they saw (the server's certificate, why it was refused, the
- * alert the server sent, protocol and cipher) in the call's context, so that
- * a failure is reported with a precise error kind instead of curl's text.
+ * certificate, the partner's TLS policy (versions, cipher suites) and our own
+ * certificate verification (the partner's registered certificates, pins and
+ * CAs; never the system store). The TLS callbacks record the handshake's raw
+ * facts (struct mft_tls_facts: alerts with their direction, ServerHello
+ * version, CertificateRequest, our verification's result, both certificates,
+ * protocol and cipher) in the call's context; a failure's kind, message and
+ * remedy are derived from all of them together (tls_failure), never from
+ * curl's code or text alone.
  *
  * Threading: no shared state besides curl_global_init and one SSL_CTX ex_data
  * index, both set up once (pthread_once). Any number of threads may call.
@@ -20,11 +23,16 @@
 #include "mft_tls.h"
 #include "mft_x509.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <curl/curl.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,8 +62,8 @@ struct mft_httpc_conn {
     CURL *h;
     struct link link;
     char key[512];
-    X509 *leaf; /* the server certificate accepted at the handshake */
-    char protocol[16], cipher[64];
+    X509 *leaf;                 /* the server certificate accepted at the handshake */
+    struct mft_tls_facts facts; /* that handshake's facts */
 };
 
 /* Everything one call owns, and what the callbacks observed. */
@@ -70,11 +78,15 @@ struct call {
     EVP_PKEY *client_key;
     int client_failed;
     /* TLS observations */
+    struct mft_tls_facts facts;
     X509 *leaf; /* the server's certificate (a reference) */
     int verify_failed;
-    struct mft_err vfail; /* why it was refused */
-    int alert_in;         /* fatal alert received from the server (description), or 0 */
-    char protocol[16], cipher[64];
+    struct mft_err vfail;  /* why it was refused */
+    int server_hello;      /* a ServerHello arrived */
+    int cert_requested;    /* the server asked for our certificate (CertificateRequest) */
+    int hello_sent;        /* our ClientHello went out */
+    int handshake_done;    /* OpenSSL finished the handshake */
+    char our_ciphers[512]; /* what the policy lets us offer, for messages */
     /* chunked request body */
     size_t sent;
     /* the answer */
@@ -142,46 +154,216 @@ static void detail_presented(struct mft_err *e, X509 *leaf)
                    f.subject, f.issuer, f.sha256, f.serial, f.not_before, f.not_after);
 }
 
-/* Our rules (see mft_httpc.h). Returns 1 to accept; 0 with c->vfail filled. */
+/*
+ * The CA rule's path validation (mft_x509_verify_run: the one used for every
+ * partner certificate): leaf + the chain the server sent against the
+ * registered CAs, purpose TLS server, now. Returns 1 (verified), 0 (refused:
+ * *verr, *depth and, when bad is given, a reference to the failing
+ * certificate) or -1 (out of memory).
+ */
+static int chain_verify(STACK_OF(X509) * cas, X509 *leaf, STACK_OF(X509) * chain,
+                        unsigned long flags, int *verr, int *depth, X509 **bad)
+{
+    struct mft_x509_verify_args a = {cas, chain, leaf, time(NULL), MFT_X509_SERVER, NULL};
+    X509 *b = NULL;
+    int rc = mft_x509_verify_run(&a, flags, verr, depth, &b);
+    if (bad)
+        *bad = b;
+    else
+        X509_free(b);
+    return rc;
+}
+
+static int host_is_ip(const char *host)
+{
+    unsigned char ip[16];
+    return inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
+}
+
+/* The facts' X.509 verdict: the code (curl's CURLINFO_SSL_VERIFYRESULT sees
+ * the same) and, in words, the code's text and which rule decided. */
+static void verdict(struct call *c, long code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void verdict(struct call *c, long code, const char *fmt, ...)
+{
+    va_list ap;
+    size_t o;
+    c->facts.verify_code = code;
+    snprintf(c->facts.verify_result, sizeof(c->facts.verify_result),
+             "%s: ", code ? X509_verify_cert_error_string(code) : "ok");
+    o = strlen(c->facts.verify_result);
+    va_start(ap, fmt);
+    vsnprintf(c->facts.verify_result + o, sizeof(c->facts.verify_result) - o, fmt, ap);
+    va_end(ap);
+}
+
+/* Returns 1 when cert is self-signed (its own issuer, signature verified). */
+static int self_signed(X509 *cert)
+{
+    return X509_self_signed(cert, 1) == 1;
+}
+
+/* Returns the registered CA named name, or NULL. */
+static X509 *ca_named(STACK_OF(X509) * cas, const X509_NAME *name)
+{
+    for (int i = 0; cas && i < sk_X509_num(cas); i++)
+        if (X509_NAME_cmp(X509_get_subject_name(sk_X509_value(cas, i)), name) == 0)
+            return sk_X509_value(cas, i);
+    return NULL;
+}
+
+/* Returns 1 when cert names where its issuer's certificate is published
+ * (Authority Information Access caIssuers): what CAs that issue from an
+ * intermediate put in their certificates, the sign that the missing issuer
+ * is an intermediate the server should have sent. */
+static int has_ca_issuers(X509 *cert)
+{
+    AUTHORITY_INFO_ACCESS *aia = X509_get_ext_d2i(cert, NID_info_access, NULL, NULL);
+    int found = 0;
+    for (int i = 0; aia && i < sk_ACCESS_DESCRIPTION_num(aia); i++)
+        found |= OBJ_obj2nid(sk_ACCESS_DESCRIPTION_value(aia, i)->method) == NID_ad_ca_issuers;
+    AUTHORITY_INFO_ACCESS_free(aia);
+    return found;
+}
+
+/* The CA rule failed with verr on bad (may be NULL): the most precise kind.
+ * Returns 1 when it set c->vfail (an expiry, a missing intermediate), else 0. */
+static int ca_refusal(struct call *c, STACK_OF(X509) * cas, X509 *leaf, STACK_OF(X509) * chain,
+                      int verr, int depth, X509 *bad)
+{
+    char issuer[512];
+    if (verr == X509_V_ERR_CERT_HAS_EXPIRED || verr == X509_V_ERR_CERT_NOT_YET_VALID) {
+        int verr2 = X509_V_OK, depth2 = 0;
+        if (chain_verify(cas, leaf, chain, X509_V_FLAG_NO_CHECK_TIME, &verr2, &depth2, NULL) != 1)
+            return 0; /* the dates are not the only fault */
+        struct mft_x509_facts f;
+        int expired = verr == X509_V_ERR_CERT_HAS_EXPIRED;
+        mft_x509_facts(bad ? bad : leaf, &f);
+        mft_err_set(&c->vfail, expired ? MFT_E_TLS_SERVER_EXPIRED : MFT_E_TLS_SERVER_NOT_YET_VALID,
+                    "the server's TLS %s %s (valid %s to %s)",
+                    depth > 0 ? "CA certificate" : "certificate",
+                    expired ? "has expired" : "is not yet valid", f.not_before, f.not_after);
+        mft_err_detail(&c->vfail, "%s is valid from %s to %s; check the clock of this host",
+                       f.subject, f.not_before, f.not_after);
+        verdict(c, verr, "%s at depth %d", f.subject, depth);
+        return 1;
+    }
+    if ((verr != X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY &&
+         verr != X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT) ||
+        !bad || self_signed(bad))
+        return 0;
+    mft_x509_issuer(bad, issuer, sizeof(issuer));
+    int same_name = ca_named(cas, X509_get_issuer_name(bad)) != NULL;
+    if (same_name || !has_ca_issuers(bad)) { /* no sign that the issuer is an intermediate */
+        mft_err_set(&c->vfail, MFT_E_TLS_SERVER_UNTRUSTED,
+                    same_name ? "the server's TLS certificate names the registered CA \"%.200s\" "
+                                "as its issuer, but that CA did not sign it (another key)"
+                              : "the server's TLS certificate is issued by \"%.200s\", which it "
+                                "did not send and which is not a registered CA",
+                    issuer);
+        verdict(c, verr, "issuer %s %s", issuer,
+                same_name ? "has a registered CA's name, another key" : "not sent, not registered");
+        return 1;
+    }
+    mft_err_set(&c->vfail, MFT_E_TLS_SERVER_CHAIN_INCOMPLETE,
+                "the server did not send the intermediate CA certificate \"%.200s\" that issued "
+                "its TLS certificate, and it is not registered",
+                issuer);
+    verdict(c, verr,
+            "issuer %s (an intermediate: the certificate names where to fetch it) "
+            "not sent and not registered",
+            issuer);
+    return 1;
+}
+
+/* Our rules (see mft_httpc.h), restricted by the request's trust mode.
+ * Returns 1 to accept; 0 with c->vfail and the facts' verdict filled. */
 static int trust_decide(struct call *c, X509 *leaf, STACK_OF(X509) * chain)
 {
     const struct mft_httpc_trust *t = c->rq->trust;
-    int n_certs = t->certs ? sk_X509_num(t->certs) : 0;
-    int n_cas = t->cas ? sk_X509_num(t->cas) : 0;
-    struct mft_err verr;
+    enum mft_httpc_trust_mode m = c->rq->tls_trust;
+    int n_certs = (m == MFT_HTTPC_TRUST_ANY || m == MFT_HTTPC_TRUST_CERTS) && t->certs
+                      ? sk_X509_num(t->certs)
+                      : 0;
+    int n_cas =
+        (m == MFT_HTTPC_TRUST_ANY || m == MFT_HTTPC_TRUST_CAS) && t->cas ? sk_X509_num(t->cas) : 0;
+    size_t n_pins =
+        (m == MFT_HTTPC_TRUST_ANY || m == MFT_HTTPC_TRUST_PINS) && t->pins ? t->n_pins : 0;
+    int verr = X509_V_OK, depth = 0, ok, decided = 0;
     char pin[64];
+    X509 *bad = NULL;
 
     for (int i = 0; i < n_certs; i++)
-        if (X509_cmp(leaf, sk_X509_value(t->certs, i)) == 0)
+        if (X509_cmp(leaf, sk_X509_value(t->certs, i)) == 0) {
+            verdict(c, 0, "registered certificate %d", i + 1);
             return 1;
+        }
     if (spki_pin(leaf, pin) != 0) {
         mft_err_set(&c->vfail, MFT_E_INTERNAL, "cannot hash the server's public key");
         return 0;
     }
-    for (size_t i = 0; t->pins && i < t->n_pins; i++)
-        if (pin_equal(t->pins[i], pin))
+    for (size_t i = 0; t->pins && i < n_pins; i++)
+        if (pin_equal(t->pins[i], pin)) {
+            verdict(c, 0, "registered pin %zu", i + 1);
             return 1;
+        }
     if (n_cas > 0) {
-        struct mft_x509_verify_args va = {t->cas,     chain,           leaf,
-                                          time(NULL), MFT_X509_SERVER, c->host};
-        if (mft_x509_verify(&va, &verr) == 0)
-            return 1;
-        if (verr.kind != MFT_E_TLS_SERVER_UNTRUSTED) {
-            c->vfail = verr;
-            if (verr.kind != MFT_E_NO_MEMORY)
-                detail_presented(&c->vfail, leaf);
+        ok = chain_verify(t->cas, leaf, chain, 0, &verr, &depth, &bad);
+        if (ok < 0) {
+            mft_err_set(&c->vfail, MFT_E_NO_MEMORY, NULL);
             return 0;
         }
+        if (ok == 1) {
+            char names[512];
+            if (mft_x509_name_matches(leaf, c->host)) {
+                verdict(c, 0, "chain to a registered CA, host %s matches", c->host);
+                return 1;
+            }
+            mft_x509_names(leaf, names, sizeof(names));
+            mft_err_set(&c->vfail, MFT_E_TLS_SERVER_NAME_MISMATCH,
+                        "the server's TLS certificate is for %.200s, not for %s (the URL's host)",
+                        names, c->host);
+            verdict(c,
+                    host_is_ip(c->host) ? X509_V_ERR_IP_ADDRESS_MISMATCH
+                                        : X509_V_ERR_HOSTNAME_MISMATCH,
+                    "URL host %s; the certificate names %s", c->host, names);
+            decided = 1;
+        } else {
+            decided = ca_refusal(c, t->cas, leaf, chain, verr, depth, bad);
+        }
     }
-    mft_err_set(&c->vfail, MFT_E_TLS_SERVER_UNTRUSTED, NULL);
+    if (decided) {
+    } else if (n_pins && !n_cas) { /* pinned: the key is what the registration names */
+        mft_err_set(&c->vfail, MFT_E_TLS_PIN_CHANGED,
+                    "the server's TLS key is not the pinned key: its pin is %s", pin);
+        verdict(c, X509_V_ERR_APPLICATION_VERIFICATION, "key pin %s matches none of the %zu pins",
+                pin, n_pins);
+    } else if (self_signed(leaf)) {
+        mft_err_set(&c->vfail, MFT_E_TLS_SERVER_SELF_SIGNED, NULL);
+        verdict(c, X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT,
+                "not one of the registered certificates");
+    } else {
+        mft_err_set(&c->vfail, MFT_E_TLS_SERVER_UNTRUSTED, NULL);
+        if (n_cas)
+            verdict(c, verr, "no chain to the %d registered CAs (depth %d)", n_cas, depth);
+        else
+            verdict(c, X509_V_ERR_APPLICATION_VERIFICATION, "no registered rule matches");
+    }
+    X509_free(bad);
     detail_presented(&c->vfail, leaf);
     mft_err_detail(&c->vfail, "its key pin is %s", pin);
     if (n_certs)
         mft_err_detail(&c->vfail, "not one of the %d registered certificates", n_certs);
-    if (t->n_pins)
-        mft_err_detail(&c->vfail, "matches none of the %zu registered pins", t->n_pins);
+    if (n_pins)
+        mft_err_detail(&c->vfail, "matches none of the %zu registered pins", n_pins);
     if (n_cas)
-        mft_err_detail(&c->vfail, "no chain to the %d registered CAs: %s", n_cas, verr.detail);
+        mft_err_detail(&c->vfail, "no chain to the %d registered CAs: %s (depth %d)", n_cas,
+                       X509_verify_cert_error_string(verr), depth);
+    if (m != MFT_HTTPC_TRUST_ANY)
+        mft_err_detail(&c->vfail, "the partner's server_trust allows only its registered %s",
+                       m == MFT_HTTPC_TRUST_CERTS ? "certificates"
+                       : m == MFT_HTTPC_TRUST_CAS ? "CAs"
+                                                  : "pins");
     return 0;
 }
 
@@ -200,33 +382,157 @@ static int verify_cb(X509_STORE_CTX *sctx, void *arg)
             X509_free(c->leaf);
             c->leaf = leaf;
         }
+        mft_tls_cert_fill(&c->facts.peer_cert, leaf);
         ok = trust_decide(c, leaf, X509_STORE_CTX_get0_untrusted(sctx));
     }
     ERR_pop_to_mark();
     if (!ok) {
         c->verify_failed = 1;
-        X509_STORE_CTX_set_error(sctx, X509_V_ERR_APPLICATION_VERIFICATION);
+        X509_STORE_CTX_set_error(sctx, c->facts.verify_code ? (int)c->facts.verify_code
+                                                            : X509_V_ERR_APPLICATION_VERIFICATION);
         return 0;
     }
     X509_STORE_CTX_set_error(sctx, X509_V_OK);
     return 1;
 }
 
-/* SSL_CTX_set_info_callback: the server's fatal alert, the negotiated session. */
+/* SSL_CTX_set_info_callback: the negotiated session. */
 static void info_cb(const SSL *ssl, int where, int ret)
 {
     struct link *l = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_index);
     struct call *c = l ? l->cur : NULL;
-    if (!c)
+    (void)ret;
+    if (!c || !(where & SSL_CB_HANDSHAKE_DONE))
         return;
-    if ((where & SSL_CB_READ_ALERT) == SSL_CB_READ_ALERT && (ret >> 8) == SSL3_AL_FATAL &&
-        !c->alert_in)
-        c->alert_in = ret & 0xff;
-    if (where & SSL_CB_HANDSHAKE_DONE) {
-        const SSL_CIPHER *ciph = SSL_get_current_cipher(ssl);
-        snprintf(c->protocol, sizeof(c->protocol), "%s", SSL_get_version(ssl));
-        snprintf(c->cipher, sizeof(c->cipher), "%s", ciph ? SSL_CIPHER_get_name(ciph) : "");
+    const SSL_CIPHER *ciph = SSL_get_current_cipher(ssl);
+    c->handshake_done = 1;
+    snprintf(c->facts.version, sizeof(c->facts.version), "%s", SSL_get_version(ssl));
+    snprintf(c->facts.cipher, sizeof(c->facts.cipher), "%s",
+             ciph ? SSL_CIPHER_standard_name(ciph) : "");
+}
+
+/* The version a ServerHello chose: its supported_versions extension (TLS
+ * 1.3) or else its legacy_version. 0 when it does not parse. */
+static unsigned hello_version(const unsigned char *b, size_t len)
+{
+    size_t o = 4 + 2 + 32, end; /* type, length, legacy_version, random */
+    unsigned legacy = len >= 6 ? (unsigned)(b[4] << 8 | b[5]) : 0;
+    if (len < o + 1)
+        return legacy;
+    o += 1 + b[o] + 2 + 1; /* session id, cipher suite, compression */
+    if (len < o + 2)
+        return legacy;
+    end = o + 2 + (size_t)(b[o] << 8 | b[o + 1]);
+    for (o += 2; o + 4 <= end && o + 4 <= len;) {
+        unsigned type = (unsigned)(b[o] << 8 | b[o + 1]), n = (unsigned)(b[o + 2] << 8 | b[o + 3]);
+        if (type == 43 && n == 2 && o + 6 <= len)
+            return (unsigned)(b[o + 4] << 8 | b[o + 5]);
+        o += 4 + n;
     }
+    return legacy;
+}
+
+/* SSL_CTX_set_msg_callback: every alert with its direction (write_p = 1:
+ * ours), and the handshake messages that matter for the verdict. */
+static void msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
+                   SSL *ssl, void *arg)
+{
+    struct call *c = arg ? ((struct link *)arg)->cur : NULL;
+    const unsigned char *b = buf;
+    (void)version;
+    if (!c || len < 1)
+        return;
+    if (content_type == SSL3_RT_ALERT && len >= 2) {
+        mft_tls_facts_alert(&c->facts, write_p, b[0] == SSL3_AL_FATAL, b[1]);
+    } else if (content_type == SSL3_RT_HANDSHAKE && write_p && b[0] == SSL3_MT_CLIENT_HELLO) {
+        const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+        c->hello_sent = 1;
+        snprintf(c->facts.sni, sizeof(c->facts.sni), "%s", sni ? sni : "");
+    } else if (content_type == SSL3_RT_HANDSHAKE && !write_p && b[0] == SSL3_MT_SERVER_HELLO) {
+        c->server_hello = 1;
+        snprintf(c->facts.versions_accepted, sizeof(c->facts.versions_accepted), "%s",
+                 mft_tls_version_name(hello_version(b, len)));
+    } else if (content_type == SSL3_RT_HANDSHAKE && !write_p &&
+               b[0] == SSL3_MT_CERTIFICATE_REQUEST) {
+        c->cert_requested = 1;
+    }
+}
+
+/* Upper case without "_WITH": IANA and GnuTLS spellings compare equal. */
+static void cipher_norm(const char *in, char *out, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; in[i] && o + 1 < len; i++) {
+        if (strncasecmp(in + i, "_WITH", 5) == 0 && (in[i + 5] == '_' || !in[i + 5])) {
+            i += 4;
+            continue;
+        }
+        out[o++] = (char)toupper((unsigned char)in[i]);
+    }
+    out[o] = '\0';
+}
+
+static void list_add(char *list, size_t len, const char *name)
+{
+    size_t o = strlen(list);
+    snprintf(list + o, len - o, "%s%s", o ? ":" : "", name);
+}
+
+/* The policy's cipher suites (IANA names) as OpenSSL's TLS 1.2 cipher list
+ * and TLS 1.3 ciphersuites; a version without a suite is switched off.
+ * Returns 0, or -1 when nothing is left to offer. */
+static int apply_ciphers(SSL_CTX *ctx, struct call *c, unsigned *min, unsigned *max)
+{
+    const struct mft_httpc_request *rq = c->rq;
+    char l12[2048] = "", l13[512] = "", want[64], have[64];
+    STACK_OF(SSL_CIPHER) * all;
+
+    if (!rq->tls_ciphers || rq->n_tls_ciphers == 0)
+        return 0;
+    if (SSL_CTX_set_cipher_list(ctx, "ALL:COMPLEMENTOFALL") != 1 ||
+        SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
+                                      "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_CCM_SHA256:"
+                                      "TLS_AES_128_CCM_8_SHA256") != 1)
+        return -1;
+    all = SSL_CTX_get_ciphers(ctx);
+    for (size_t i = 0; i < rq->n_tls_ciphers; i++) {
+        cipher_norm(rq->tls_ciphers[i], want, sizeof(want));
+        list_add(c->our_ciphers, sizeof(c->our_ciphers), rq->tls_ciphers[i]);
+        for (int k = 0; k < sk_SSL_CIPHER_num(all); k++) {
+            const SSL_CIPHER *ci = sk_SSL_CIPHER_value(all, k);
+            const char *std = SSL_CIPHER_standard_name(ci);
+            if (!std)
+                continue;
+            cipher_norm(std, have, sizeof(have));
+            if (strcmp(want, have) != 0)
+                continue;
+            if (strcmp(SSL_CIPHER_get_version(ci), "TLSv1.3") == 0)
+                list_add(l13, sizeof(l13), SSL_CIPHER_get_name(ci));
+            else
+                list_add(l12, sizeof(l12), SSL_CIPHER_get_name(ci));
+            break;
+        }
+    }
+    if (!l12[0] && *min < TLS1_3_VERSION)
+        *min = TLS1_3_VERSION; /* no TLS 1.2 suite allowed: no TLS 1.2 */
+    if (!l13[0] && *max > TLS1_2_VERSION)
+        *max = TLS1_2_VERSION;
+    if (*min > *max)
+        return -1;
+    if (l12[0] && SSL_CTX_set_cipher_list(ctx, l12) != 1)
+        return -1;
+    return SSL_CTX_set_ciphersuites(ctx, l13) == 1 ? 0 : -1;
+}
+
+/* The policy's version range (OpenSSL constants; TLS 1.2 at the least). */
+static unsigned policy_min(const struct mft_httpc_request *rq)
+{
+    return rq->tls_min_version >= TLS1_3_VERSION ? TLS1_3_VERSION : TLS1_2_VERSION;
+}
+
+static unsigned policy_max(const struct mft_httpc_request *rq)
+{
+    return rq->tls_max_version == TLS1_2_VERSION ? TLS1_2_VERSION : TLS1_3_VERSION;
 }
 
 /* CURLOPT_SSL_CTX_FUNCTION: called for each new TLS connection, after curl's own set-up. */
@@ -236,13 +542,21 @@ static CURLcode sslctx_cb(CURL *h, void *sslctx, void *userptr)
     struct link *l = userptr;
     struct call *c = l->cur;
 
+    unsigned min = policy_min(c->rq), max = policy_max(c->rq);
+
     (void)h;
-    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
-        !SSL_CTX_set_ex_data(ctx, ctx_index, l))
+    if (apply_ciphers(ctx, c, &min, &max) != 0) {
+        c->client_failed = 2;
+        return CURLE_SSL_CIPHER;
+    }
+    if (!SSL_CTX_set_min_proto_version(ctx, (int)min) ||
+        !SSL_CTX_set_max_proto_version(ctx, (int)max) || !SSL_CTX_set_ex_data(ctx, ctx_index, l))
         return CURLE_SSL_CONNECT_ERROR;
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     SSL_CTX_set_cert_verify_callback(ctx, verify_cb, l);
     SSL_CTX_set_info_callback(ctx, info_cb);
+    SSL_CTX_set_msg_callback(ctx, msg_cb);
+    SSL_CTX_set_msg_callback_arg(ctx, l);
     if (c->client_cert) {
         if (SSL_CTX_use_certificate(ctx, c->client_cert) != 1 ||
             SSL_CTX_use_PrivateKey(ctx, c->client_key) != 1 ||
@@ -451,6 +765,22 @@ out:
     return rc;
 }
 
+/* Our client certificate must be the key's. Returns 0 or -1 (TLS_OWN_KEY_MISMATCH). */
+static int own_key_check(struct call *c, struct mft_err *err)
+{
+    char key[32] = "?";
+    mft_tls_cert_fill(&c->facts.local_cert, c->client_cert);
+    if (c->client_cert && mft_x509_key_matches_cert(c->client_cert, c->client_key))
+        return 0;
+    mft_x509_key_desc(c->client_key, key, sizeof(key));
+    mft_err_set(err, MFT_E_TLS_OWN_KEY_MISMATCH,
+                "our TLS client certificate (%s key) and private key (%s) do not match",
+                c->facts.local_cert.key[0] ? c->facts.local_cert.key : "no", key);
+    mft_err_detail(err, "certificate subject=%s, sha256=%s", c->facts.local_cert.x.subject,
+                   c->facts.local_cert.x.sha256);
+    return -1;
+}
+
 /* The identity the caller parsed: references on it, checked. Returns 0 or -1
  * (what was taken is in c, freed by the caller either way). */
 static int take_client(struct call *c, const struct mft_httpc_client_keys *k, struct mft_err *err)
@@ -466,9 +796,7 @@ static int take_client(struct call *c, const struct mft_httpc_client_keys *k, st
     c->client_key = k->key;
     if (k->chain && !(c->client_chain = X509_chain_up_ref(k->chain)))
         return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
-    if (!mft_x509_key_matches_cert(c->client_cert, c->client_key))
-        return mft_err_set(err, MFT_E_CONFIG, "the TLS client key does not match its certificate");
-    return 0;
+    return own_key_check(c, err);
 }
 
 /* The station's client certificate (+chain) and key, checked: rq->client_keys
@@ -492,9 +820,7 @@ static int load_client(struct call *c, const struct mft_httpc_request *rq, struc
     }
     c->client_cert = sk_X509_shift(certs);
     c->client_chain = certs;
-    if (!mft_x509_key_matches_cert(c->client_cert, c->client_key))
-        return mft_err_set(err, MFT_E_CONFIG, "the TLS client key does not match its certificate");
-    return 0;
+    return own_key_check(c, err);
 }
 
 /* Parses the first "error:XXXXXXXX:" OpenSSL code in curl's message (0 if none). */
@@ -512,55 +838,145 @@ static unsigned long openssl_code(const char *msg)
 /* Alerts that mean "your client certificate is missing or not accepted". */
 static int alert_about_client_cert(int code)
 {
-    return code == 40 || code == 42 || code == 43 || code == 44 || code == 45 || code == 46 ||
-           code == 48 || code == 49 || code == 116;
+    return code == 40 || code == 41 || code == 42 || code == 43 || code == 44 || code == 45 ||
+           code == 46 || code == 48 || code == 49 || code == 116;
 }
 
-/* A failed TLS set-up that our verification did not refuse. */
+/* What a certificate alert says about our certificate, in words. */
+static const char *cert_alert_words(int code)
+{
+    switch (code) {
+    case 42:
+        return "it finds our certificate bad";
+    case 43:
+        return "it does not support our certificate (often: not allowed for TLS client "
+               "authentication)";
+    case 44:
+        return "it says our certificate is revoked";
+    case 45:
+        return "it says our certificate has expired or is not yet valid";
+    case 46:
+        return "it does not accept our certificate";
+    case 48:
+        return "it does not know the CA that issued our certificate";
+    case 49:
+        return "it refuses access to our certificate";
+    case 116:
+        return "it requires a certificate and got none";
+    default:
+        return "it refused the handshake after asking for our certificate";
+    }
+}
+
+/* Our own client certificate, checked as the partner would: dates and the
+ * clientAuth purpose. Appends what is wrong to err's message. */
+static void own_cert_selfcheck(const struct call *c, struct mft_err *err)
+{
+    time_t nb = 0, na = 0, now = time(NULL);
+    if (!err || !c->client_cert)
+        return;
+    size_t o = strlen(err->message);
+    if (mft_x509_validity(c->client_cert, &nb, &na) == 0 && (now < nb || now > na))
+        snprintf(err->message + o, sizeof(err->message) - o, "; our certificate %s",
+                 now > na ? "HAS EXPIRED" : "IS NOT YET VALID");
+    else if (X509_check_purpose(c->client_cert, X509_PURPOSE_SSL_CLIENT, 0) != 1)
+        snprintf(err->message + o, sizeof(err->message) - o,
+                 "; our certificate is not allowed for TLS client authentication (extended key "
+                 "usage)");
+}
+
+/* The partner rejected (or missed) our client certificate, as alert a says. */
+static int our_cert_rejected(const struct call *c, const struct mft_tls_alert *a,
+                             struct mft_err *err)
+{
+    if (!c->client_cert) {
+        mft_err_set(err, MFT_E_TLS_OUR_CERT_REJECTED,
+                    "%s requires a TLS client certificate and none is configured (alert %s "
+                    "received)",
+                    c->hostport, mft_tls_alert_name(a->code));
+        if (err)
+            snprintf(err->remedy, sizeof(err->remedy),
+                     "configure the station's TLS client certificate (tls_client), and have the "
+                     "partner register it");
+        return -1;
+    }
+    mft_err_set(err, MFT_E_TLS_OUR_CERT_REJECTED,
+                "%s rejected our TLS client certificate: %s (alert %s received)", c->hostport,
+                cert_alert_words(a->code), mft_tls_alert_name(a->code));
+    own_cert_selfcheck(c, err);
+    return -1;
+}
+
+/*
+ * A failed TLS set-up, from all the facts together: our own verification's
+ * verdict first (it is the most precise), then the alerts and where in the
+ * handshake they came (before or after the ServerHello, after a
+ * CertificateRequest), then OpenSSL's reason. Returns -1.
+ */
 static int tls_failure(const struct call *c, const char *msg, struct mft_err *err)
 {
     unsigned long e = openssl_code(msg);
     int reason = ERR_GET_LIB(e) == ERR_LIB_SSL ? ERR_GET_REASON(e) : 0;
+    const struct mft_tls_alert *in = mft_tls_facts_fatal(&c->facts, 0);
+    const struct mft_tls_alert *out = mft_tls_facts_fatal(&c->facts, 1);
+    char ours[40];
 
-    if (c->client_failed) {
-        mft_err_set(err, MFT_E_CONFIG, "the TLS client certificate cannot be used");
-    } else if (reason == SSL_R_WRONG_VERSION_NUMBER) {
-        mft_err_set(err, MFT_E_TLS_NOT_TLS, "%s does not answer in TLS", c->hostport);
+    snprintf(ours, sizeof(ours), "%s", c->facts.versions_offered);
+    if (c->client_failed == 2) {
+        mft_err_set(err, MFT_E_CONFIG,
+                    "the partner's TLS policy leaves no cipher suite for the versions it allows");
+        mft_err_detail(err, "versions %s, ciphers %s", ours, c->our_ciphers);
+    } else if (c->client_failed) {
+        mft_err_set(err, MFT_E_TLS_OWN_KEY_MISMATCH, "OpenSSL refused our TLS client certificate");
+    } else if (c->verify_failed) {
+        if (err)
+            *err = c->vfail;
+    } else if (in && in->code == 70) {
+        mft_err_set(err, MFT_E_TLS_NO_COMMON_PROTOCOL,
+                    "%s accepts none of the TLS versions we offer (%s)%s%s", c->hostport, ours,
+                    c->facts.versions_accepted[0] ? "; it answered " : "",
+                    c->facts.versions_accepted);
     } else if (reason == SSL_R_UNSUPPORTED_PROTOCOL || reason == SSL_R_NO_PROTOCOLS_AVAILABLE ||
-               reason == SSL_R_TLSV1_ALERT_PROTOCOL_VERSION) {
-        mft_err_set(err, MFT_E_TLS_NO_COMMON_PROTOCOL, "%s offers no TLS 1.2 or 1.3", c->hostport);
-    } else if (c->alert_in == 70) {
-        mft_err_set(err, MFT_E_TLS_NO_COMMON_PROTOCOL, "%s accepts no TLS version we offer",
-                    c->hostport);
-    } else if (alert_about_client_cert(c->alert_in) && !c->client_cert) {
-        mft_err_set(err, MFT_E_TLS_HANDSHAKE,
-                    "%s requires a TLS client certificate and none is configured (alert %d %s)",
-                    c->hostport, c->alert_in, mft_tls_alert_name(c->alert_in));
-        if (err)
+               reason == SSL_R_TLSV1_ALERT_PROTOCOL_VERSION || (out && out->code == 70)) {
+        mft_err_set(err, MFT_E_TLS_NO_COMMON_PROTOCOL, "%s answered with %s; we accept %s",
+                    c->hostport,
+                    c->facts.versions_accepted[0] ? c->facts.versions_accepted
+                                                  : "a version we do not accept",
+                    ours);
+    } else if (in && !c->server_hello && (in->code == 40 || in->code == 71)) {
+        mft_err_set(err, MFT_E_TLS_NO_SHARED_CIPHER,
+                    "%s refused our ClientHello (alert %s): no cipher suite in common with ours "
+                    "(%s)",
+                    c->hostport, mft_tls_alert_name(in->code),
+                    c->our_ciphers[0] ? c->our_ciphers : "OpenSSL's defaults");
+        if (c->our_ciphers[0] && err)
             snprintf(err->remedy, sizeof(err->remedy),
-                     "configure the station's TLS client certificate, and have the partner "
-                     "register it");
-    } else if (alert_about_client_cert(c->alert_in)) {
+                     "the partner must enable one of the cipher suites in its tls_policy, or "
+                     "widen tls_policy.ciphers");
+    } else if (in && c->server_hello && c->cert_requested && alert_about_client_cert(in->code)) {
+        our_cert_rejected(c, in, err);
+    } else if (in && in->code == 45) {
+        /* libcurl reports a received certificate_expired as "peer failed
+         * verification": it is about OUR certificate, the only one sent */
+        our_cert_rejected(c, in, err);
+    } else if (reason == SSL_R_WRONG_VERSION_NUMBER || reason == SSL_R_PACKET_LENGTH_TOO_LONG ||
+               reason == SSL_R_RECORD_LENGTH_MISMATCH ||
+               (c->hello_sent && !c->server_hello && !in && reason == SSL_R_UNEXPECTED_RECORD)) {
+        mft_err_set(err, MFT_E_TLS_NOT_TLS, "%s does not answer in TLS", c->hostport);
+    } else if (in) {
+        mft_err_set(err, MFT_E_TLS_HANDSHAKE, "%s refused the TLS handshake (alert %s received)",
+                    c->hostport, mft_tls_alert_name(in->code));
+    } else if (out) {
         mft_err_set(err, MFT_E_TLS_HANDSHAKE,
-                    "%s refused the TLS handshake, probably our client certificate (alert %d %s)",
-                    c->hostport, c->alert_in, mft_tls_alert_name(c->alert_in));
-        if (err)
-            snprintf(err->remedy, sizeof(err->remedy),
-                     "check that the partner registered the station's TLS client certificate or "
-                     "its CA (named in the detail)");
-    } else if (c->alert_in) {
-        mft_err_set(err, MFT_E_TLS_HANDSHAKE, "%s refused the TLS handshake (alert %d %s)",
-                    c->hostport, c->alert_in, mft_tls_alert_name(c->alert_in));
+                    "we ended the TLS handshake with %s (alert %s sent): %s", c->hostport,
+                    mft_tls_alert_name(out->code), msg);
+    } else if (c->hello_sent && !c->server_hello) {
+        mft_err_set(err, MFT_E_TLS_HANDSHAKE,
+                    "%s closed the connection without answering our TLS ClientHello", c->hostport);
     } else {
         mft_err_set(err, MFT_E_TLS_HANDSHAKE, "the TLS handshake with %s failed", c->hostport);
     }
-    mft_err_detail(err, "%s", msg);
-    if (c->client_cert) {
-        struct mft_x509_facts f;
-        mft_x509_facts(c->client_cert, &f);
-        mft_err_detail(err, "our client certificate subject=%s, sha256=%s", f.subject, f.sha256);
-    }
-    return mft_err_openssl(err);
+    return -1;
 }
 
 /* Turns a failed transfer into an error kind. Returns -1. */
@@ -570,11 +986,8 @@ static int classify(CURL *h, const struct call *c, CURLcode cc, const char *errb
     const char *msg = errbuf[0] ? errbuf : curl_easy_strerror(cc);
     long os_errno = 0;
 
-    if (c->verify_failed) {
-        if (err)
-            *err = c->vfail;
-        return -1;
-    }
+    if (c->verify_failed || c->client_failed)
+        return tls_failure(c, msg, err);
     if (c->too_large || cc == CURLE_FILESIZE_EXCEEDED)
         return mft_err_set(err, MFT_E_HTTP_RESPONSE_TOO_LARGE,
                            "the answer from %s is larger than %zu bytes", c->hostport, c->max);
@@ -597,7 +1010,12 @@ static int classify(CURL *h, const struct call *c, CURLcode cc, const char *errb
             mft_err_detail(err, "%s", strerrordesc_np((int)os_errno));
         return -1;
     case CURLE_OPERATION_TIMEDOUT:
-        mft_err_set(err, MFT_E_TIMEOUT, "%s did not answer in time", c->hostport);
+        if (c->https && c->hello_sent && !c->server_hello)
+            mft_err_set(err, MFT_E_TIMEOUT,
+                        "%s did not answer our TLS ClientHello in time (is it a TLS port?)",
+                        c->hostport);
+        else
+            mft_err_set(err, MFT_E_TIMEOUT, "%s did not answer in time", c->hostport);
         return mft_err_detail(err, "%s", msg);
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_PEER_FAILED_VERIFICATION:
@@ -612,7 +1030,9 @@ static int classify(CURL *h, const struct call *c, CURLcode cc, const char *errb
     case CURLE_RECV_ERROR:
     case CURLE_GOT_NOTHING:
     case CURLE_PARTIAL_FILE:
-        if (c->alert_in)
+        /* TLS 1.3: a refusal of our certificate comes after curl considers
+         * the handshake done, on the first write or read, with an alert */
+        if (mft_tls_facts_fatal(&c->facts, 0))
             return tls_failure(c, msg, err);
         mft_err_set(err, MFT_E_CONNECT, "the connection to %s was lost before the whole answer",
                     c->hostport);
@@ -676,31 +1096,137 @@ void mft_httpc_conn_free(struct mft_httpc_conn *k)
     free(k);
 }
 
-int mft_httpc_post_on(struct mft_httpc_conn *k, const char *key, const struct mft_httpc_request *rq,
-                      struct mft_httpc_response *out, struct mft_err *err)
+/* An https answer that is a TLS refusal of our certificate in HTTP clothing:
+ * nginx completes the handshake without (or with a refused) client
+ * certificate and answers 400 with one of these texts. Returns -1 with err
+ * when it is one, else 0. */
+static int http_cert_refusal(const struct call *c, long status, struct mft_err *err)
+{
+    static const char *const texts[] = {"No required SSL certificate was sent",
+                                        "The SSL certificate error", NULL};
+    for (size_t i = 0; c->https && status == 400 && c->body && texts[i]; i++) {
+        if (!strstr((const char *)c->body, texts[i]))
+            continue;
+        if (i == 0)
+            mft_err_set(err, MFT_E_TLS_OUR_CERT_REJECTED,
+                        "%s requires a TLS client certificate and %s (HTTP 400 \"%s\")",
+                        c->hostport, c->client_cert ? "did not take ours" : "none is configured",
+                        texts[i]);
+        else
+            mft_err_set(err, MFT_E_TLS_OUR_CERT_REJECTED,
+                        "%s rejected our TLS client certificate (HTTP 400 \"%s\")", c->hostport,
+                        texts[i]);
+        if (!c->client_cert && err)
+            snprintf(err->remedy, sizeof(err->remedy),
+                     "configure the station's TLS client certificate (tls_client), and have the "
+                     "partner register it");
+        own_cert_selfcheck(c, err);
+        mft_err_detail(err, "the server %s a client certificate in the handshake",
+                       c->cert_requested ? "asked for" : "did not ask for");
+        return -1;
+    }
+    return 0;
+}
+
+/* After a TLS 1.3 handshake in which the server asked for our certificate,
+ * its verdict on it may still be on the way: read (nothing is sent) until
+ * MFT_HTTPC_SETTLE_MS pass, an alert arrives, or the server closes. Returns
+ * a curl error when the read failed (a fatal alert), else CURLE_OK (session
+ * tickets, a clean close_notify, or data). */
+static CURLcode settle(CURL *h, const struct call *c)
+{
+    curl_socket_t fd = CURL_SOCKET_BAD;
+    struct timespec t0, t;
+    char buf[256];
+    size_t n;
+
+    if (strcmp(c->facts.version, "TLSv1.3") != 0 || !c->cert_requested ||
+        curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK || fd == CURL_SOCKET_BAD)
+        return CURLE_OK;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        long ms;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        CURLcode rc;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        ms = MFT_HTTPC_SETTLE_MS -
+             ((t.tv_sec - t0.tv_sec) * 1000L + (t.tv_nsec - t0.tv_nsec) / 1000000L);
+        if (ms <= 0 || poll(&p, 1, (int)ms) <= 0)
+            return CURLE_OK;
+        rc = curl_easy_recv(h, buf, sizeof(buf), &n);
+        if (rc == CURLE_AGAIN)
+            continue; /* a session ticket, no data */
+        if (rc != CURLE_OK)
+            return rc;
+        return CURLE_OK; /* data, or a clean close (close_notify): no refusal */
+    }
+}
+
+/* The facts known after the transfer: peer address, library error and, when
+ * curl's own verification spoke, its result. */
+static void facts_finish(CURL *h, struct call *c, CURLcode cc, const char *errbuf)
+{
+    char *ip = NULL;
+    long port = 0, vr = 0;
+    if (h && curl_easy_getinfo(h, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip && *ip &&
+        curl_easy_getinfo(h, CURLINFO_PRIMARY_PORT, &port) == CURLE_OK)
+        snprintf(c->facts.peer_address, sizeof(c->facts.peer_address),
+                 strchr(ip, ':') ? "[%s]:%ld" : "%s:%ld", ip, port);
+    if (cc != CURLE_OK)
+        snprintf(c->facts.library_error, sizeof(c->facts.library_error), "curl %d %s: %s", (int)cc,
+                 curl_easy_strerror(cc), errbuf[0] ? errbuf : "-");
+    /* meaningful only then (and our own verdict, when it ran, is finer) */
+    if (h && cc == CURLE_PEER_FAILED_VERIFICATION && !c->facts.verify_result[0] &&
+        curl_easy_getinfo(h, CURLINFO_SSL_VERIFYRESULT, &vr) == CURLE_OK) {
+        c->facts.verify_code = vr;
+        snprintf(c->facts.verify_result, sizeof(c->facts.verify_result), "%s",
+                 X509_verify_cert_error_string(vr));
+    }
+}
+
+/* One exchange: a POST (out != NULL) or, connect_only, the TLS handshake
+ * alone. Shared by mft_httpc_post_on and mft_httpc_handshake. */
+static int run(struct mft_httpc_conn *k, const char *key, const struct mft_httpc_request *rq,
+               struct mft_httpc_response *out, int connect_only, struct mft_err *err)
 {
     struct call c;
     struct link own = {&c}, *l = &own;
     CURL *h = NULL;
     struct curl_slist *hdrs = NULL;
     char errbuf[CURL_ERROR_SIZE] = "";
-    CURLcode cc;
+    CURLcode cc = CURLE_OK;
     int rc = -1;
 
     memset(&c, 0, sizeof(c));
+    mft_tls_facts_init(&c.facts, "outbound");
     if (out)
         memset(out, 0, sizeof(*out));
-    if (!rq || !out)
+    if (!rq || (!out && !connect_only))
         return mft_err_set(err, MFT_E_INTERNAL, "mft_httpc_post: no request or response");
+    if (rq->facts_out)
+        mft_tls_facts_init(rq->facts_out, "outbound");
     c.rq = rq;
     c.max = rq->max_response ? rq->max_response : MFT_HTTPC_DEFAULT_MAX_RESPONSE;
+    snprintf(c.facts.partner_id, sizeof(c.facts.partner_id), "%s",
+             rq->partner_id ? rq->partner_id : "");
+    snprintf(c.facts.station_id, sizeof(c.facts.station_id), "%s",
+             rq->station_id ? rq->station_id : "");
+    if (policy_min(rq) == policy_max(rq))
+        snprintf(c.facts.versions_offered, sizeof(c.facts.versions_offered), "%s",
+                 mft_tls_version_name(policy_min(rq)));
+    else
+        snprintf(c.facts.versions_offered, sizeof(c.facts.versions_offered), "%s..%s",
+                 mft_tls_version_name(policy_min(rq)), mft_tls_version_name(policy_max(rq)));
     pthread_once(&init_once, global_init);
     if (init_rc != 0)
         return mft_err_set(err, MFT_E_INTERNAL, "libcurl cannot be initialised with OpenSSL");
-    if (!rq->body && rq->len > 0)
+    if (!rq->body && rq->len > 0 && !connect_only)
         return mft_err_set(err, MFT_E_INTERNAL, "mft_httpc_post: a length without a body");
     if (parse_url(&c, rq->url, err) != 0)
         return -1;
+    snprintf(c.facts.url_host, sizeof(c.facts.url_host), "%s", c.host);
+    if (connect_only && !c.https)
+        return mft_err_set(err, MFT_E_CONFIG, "not an https URL: %.200s", rq->url);
     if (c.https) {
         const struct mft_httpc_trust *t = rq->trust;
         if (!t || ((!t->certs || sk_X509_num(t->certs) == 0) &&
@@ -709,10 +1235,13 @@ int mft_httpc_post_on(struct mft_httpc_conn *k, const char *key, const struct mf
             mft_err_detail(err, "an https URL needs at least one: %.200s", rq->url);
             goto out;
         }
-        if (load_client(&c, rq, err) != 0)
+        if (load_client(&c, rq, err) != 0) {
+            if (err && err->kind == MFT_E_TLS_OWN_KEY_MISMATCH)
+                mft_tls_facts_detail(&c.facts, err);
             goto out;
+        }
     }
-    if (build_headers(rq, &hdrs, err) != 0)
+    if (!connect_only && build_headers(rq, &hdrs, err) != 0)
         goto out;
     if (k) { /* reuse the kept connection when it was opened for the same key */
         if (k->h && (!key || strcmp(k->key, key) != 0))
@@ -738,27 +1267,33 @@ int mft_httpc_post_on(struct mft_httpc_conn *k, const char *key, const struct mf
     SETOPT(CURLOPT_NOSIGNAL, 1L);
     SETOPT(CURLOPT_PROXY, ""); /* no proxy from the environment */
     SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
-    SETOPT(CURLOPT_FORBID_REUSE, k ? 0L : 1L);
+    /* a connect-only transfer keeps its connection for settle(); the handle
+     * and the connection go together at the end either way */
+    SETOPT(CURLOPT_FORBID_REUSE, k || connect_only ? 0L : 1L);
     SETOPT(CURLOPT_MAXCONNECTS, 1L);
     SETOPT(CURLOPT_ERRORBUFFER, errbuf);
     SETOPT(CURLOPT_TIMEOUT, rq->timeout_s > 0 ? rq->timeout_s : MFT_HTTPC_DEFAULT_TIMEOUT_S);
     SETOPT(CURLOPT_CONNECTTIMEOUT,
            rq->connect_timeout_s > 0 ? rq->connect_timeout_s : MFT_HTTPC_DEFAULT_CONNECT_TIMEOUT_S);
-    SETOPT(CURLOPT_POST, 1L);
-    SETOPT(CURLOPT_HTTPHEADER, hdrs);
-    SETOPT(CURLOPT_USERAGENT, "mft");
-    if (rq->content_length) {
-        SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->len);
-        SETOPT(CURLOPT_POSTFIELDS, rq->body ? (const char *)rq->body : "");
+    if (connect_only) {
+        SETOPT(CURLOPT_CONNECT_ONLY, 1L);
     } else {
-        SETOPT(CURLOPT_READFUNCTION, on_read);
-        SETOPT(CURLOPT_READDATA, &c);
+        SETOPT(CURLOPT_POST, 1L);
+        SETOPT(CURLOPT_HTTPHEADER, hdrs);
+        SETOPT(CURLOPT_USERAGENT, "mft");
+        if (rq->content_length) {
+            SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->len);
+            SETOPT(CURLOPT_POSTFIELDS, rq->body ? (const char *)rq->body : "");
+        } else {
+            SETOPT(CURLOPT_READFUNCTION, on_read);
+            SETOPT(CURLOPT_READDATA, &c);
+        }
+        SETOPT(CURLOPT_WRITEFUNCTION, on_body);
+        SETOPT(CURLOPT_WRITEDATA, &c);
+        SETOPT(CURLOPT_HEADERFUNCTION, on_header);
+        SETOPT(CURLOPT_HEADERDATA, &c);
+        SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c.max);
     }
-    SETOPT(CURLOPT_WRITEFUNCTION, on_body);
-    SETOPT(CURLOPT_WRITEDATA, &c);
-    SETOPT(CURLOPT_HEADERFUNCTION, on_header);
-    SETOPT(CURLOPT_HEADERDATA, &c);
-    SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c.max);
     if (c.https) {
         SETOPT(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
         SETOPT(CURLOPT_SSL_VERIFYPEER, 1L); /* verify_cb decides */
@@ -770,8 +1305,13 @@ int mft_httpc_post_on(struct mft_httpc_conn *k, const char *key, const struct mf
         SETOPT(CURLOPT_SSL_CTX_DATA, l);
     }
     cc = curl_easy_perform(h);
+    if (cc == CURLE_OK && connect_only)
+        cc = settle(h, &c);
+    facts_finish(h, &c, cc, errbuf);
     if (cc != CURLE_OK) {
         classify(h, &c, cc, errbuf, err);
+        if (c.https && (c.hello_sent || c.verify_failed))
+            mft_tls_facts_detail(&c.facts, err);
         goto out;
     }
     if (k && c.https) {
@@ -779,18 +1319,20 @@ int mft_httpc_post_on(struct mft_httpc_conn *k, const char *key, const struct mf
             X509_free(k->leaf);
             k->leaf = c.leaf;
             X509_up_ref(k->leaf);
-            snprintf(k->protocol, sizeof(k->protocol), "%s", c.protocol);
-            snprintf(k->cipher, sizeof(k->cipher), "%s", c.cipher);
+            k->facts = c.facts;
         } else if (k->leaf) { /* the kept connection: its handshake's facts */
             c.leaf = k->leaf;
             X509_up_ref(c.leaf);
-            snprintf(c.protocol, sizeof(c.protocol), "%s", k->protocol);
-            snprintf(c.cipher, sizeof(c.cipher), "%s", k->cipher);
+            c.facts = k->facts;
         }
     }
     if (c.https && !c.leaf) { /* fail closed: our verification must have run */
         mft_err_set(err, MFT_E_INTERNAL, "the TLS server certificate of %s was not checked",
                     c.hostport);
+        goto out;
+    }
+    if (connect_only) {
+        rc = 0;
         goto out;
     }
     {
@@ -807,6 +1349,11 @@ int mft_httpc_post_on(struct mft_httpc_conn *k, const char *key, const struct mf
         goto out;
     }
     c.body[c.len] = '\0';
+    if (http_cert_refusal(&c, out->status, err) != 0) {
+        mft_err_detail(err, "HTTP %ld: %.300s", out->status, (const char *)c.body);
+        mft_tls_facts_detail(&c.facts, err);
+        goto out;
+    }
     out->body = c.body;
     out->len = c.len;
     out->headers = c.headers;
@@ -823,14 +1370,16 @@ int mft_httpc_post_on(struct mft_httpc_conn *k, const char *key, const struct mf
         snprintf(out->tls_sha256, sizeof(out->tls_sha256), "%s", f.sha256);
         snprintf(out->tls_not_before, sizeof(out->tls_not_before), "%s", f.not_before);
         snprintf(out->tls_not_after, sizeof(out->tls_not_after), "%s", f.not_after);
-        snprintf(out->tls_protocol, sizeof(out->tls_protocol), "%s", c.protocol);
-        snprintf(out->tls_cipher, sizeof(out->tls_cipher), "%s", c.cipher);
+        snprintf(out->tls_protocol, sizeof(out->tls_protocol), "%s", c.facts.version);
+        snprintf(out->tls_cipher, sizeof(out->tls_cipher), "%s", c.facts.cipher);
         out->has_tls = 1;
     }
     rc = 0;
 out:
     if (rc != 0)
         mft_httpc_response_free(out);
+    if (rq->facts_out && c.https)
+        *rq->facts_out = c.facts;
     if (k) {
         k->link.cur = NULL;
         if (rc != 0) /* after any failure, start afresh */
@@ -847,6 +1396,17 @@ out:
     EVP_PKEY_free(c.client_key);
     ERR_clear_error(); /* leave this thread's OpenSSL queue empty */
     return rc;
+}
+
+int mft_httpc_post_on(struct mft_httpc_conn *k, const char *key, const struct mft_httpc_request *rq,
+                      struct mft_httpc_response *out, struct mft_err *err)
+{
+    return run(k, key, rq, out, 0, err);
+}
+
+int mft_httpc_handshake(const struct mft_httpc_request *rq, struct mft_err *err)
+{
+    return run(NULL, NULL, rq, NULL, 1, err);
 }
 
 void mft_httpc_response_free(struct mft_httpc_response *r)
@@ -868,6 +1428,8 @@ int mft_httpc_err_transient(const struct mft_err *err)
     case MFT_E_CONNECT:
     case MFT_E_TIMEOUT:
     case MFT_E_TLS_HANDSHAKE:
+    case MFT_E_TLS_OUR_CERT_REJECTED:
+    case MFT_E_TLS_SERVER_NOT_YET_VALID:
     case MFT_E_HTTP_RESPONSE_INVALID:
     case MFT_E_NO_MEMORY:
     case MFT_E_INTERNAL:

@@ -23,6 +23,7 @@
 #define MFT_HTTPC_H
 
 #include "mft_err.h"
+#include "mft_tls.h"
 
 #include <stddef.h>
 
@@ -62,6 +63,20 @@ struct mft_httpc_client_keys {
     EVP_PKEY *key;
 };
 
+/* Which registered rules may authenticate the server (the partner's TLS
+ * policy "server_trust"); the others are ignored even when they match. */
+enum mft_httpc_trust_mode {
+    MFT_HTTPC_TRUST_ANY = 0, /* a registered certificate, pin or CA */
+    MFT_HTTPC_TRUST_CERTS,   /* only trust->certs */
+    MFT_HTTPC_TRUST_CAS,     /* only trust->cas (+ host) */
+    MFT_HTTPC_TRUST_PINS,    /* only trust->pins */
+};
+
+/* How long mft_httpc_handshake waits, after a TLS 1.3 handshake in which the
+ * server asked for our certificate, for the server's verdict on it (TLS 1.3
+ * servers send their alert after the client considers the handshake done). */
+#define MFT_HTTPC_SETTLE_MS 1000
+
 struct mft_httpc_request {
     const char *url;            /* http:// or https:// */
     const char *const *headers; /* "Name: value", NULL-terminated; may be NULL. No CR/LF, no
@@ -76,6 +91,21 @@ struct mft_httpc_request {
     const struct mft_httpc_trust *trust; /* required for https, ignored for http */
     const struct mft_httpc_client_id *client;        /* may be NULL */
     const struct mft_httpc_client_keys *client_keys; /* may be NULL; used instead of client */
+    /* The partner's TLS policy (https only); 0 / NULL = the defaults. */
+    unsigned tls_min_version, tls_max_version; /* 0x0303 TLS 1.2 | 0x0304 TLS 1.3; 0 = 1.2 / 1.3 */
+    const char (*tls_ciphers)[64]; /* IANA cipher-suite names, TLS 1.2 and 1.3 ones together;
+                                      GnuTLS spellings without "_WITH" accepted */
+    size_t n_tls_ciphers;          /* 0 = OpenSSL's secure defaults */
+    enum mft_httpc_trust_mode tls_trust;
+    /* For the handshake facts only (may be NULL): who we dial, as whom. */
+    const char *partner_id, *station_id;
+    /* When not NULL, filled for every call (zeroed first, then direction
+     * "outbound"): the raw facts of the TLS handshake of an https call —
+     * success or failure — see mft_tls.h. Outbound, versions_offered is our
+     * policy range and versions_accepted the version the server answered
+     * with in its ServerHello ("" when it sent none). A reused connection
+     * reports the facts of the handshake that opened it. */
+    struct mft_tls_facts *facts_out;
 };
 
 struct mft_httpc_response {
@@ -94,16 +124,34 @@ struct mft_httpc_response {
 /*
  * POSTs rq->body to rq->url and reads the whole answer into *out (zeroed
  * first). Returns 0 for ANY HTTP answer, whatever its status (the caller
- * classifies it, see mft_httpc_status_transient); free *out with
- * mft_httpc_response_free. Returns -1 with err and *out empty when no answer
- * was obtained: CONFIG (bad URL / header, https without trust, client
- * certificate or key that does not load or match), DNS, CONNECT, TIMEOUT,
- * TLS_SERVER_UNTRUSTED / _EXPIRED / _NAME_MISMATCH, TLS_HANDSHAKE,
- * TLS_NOT_TLS, TLS_NO_COMMON_PROTOCOL, HTTP_RESPONSE_TOO_LARGE,
- * HTTP_RESPONSE_INVALID, NO_MEMORY, INTERNAL.
+ * classifies it, see mft_httpc_status_transient) — except an https answer
+ * that is a TLS refusal in HTTP clothing (nginx's 400 "No required SSL
+ * certificate was sent" / "The SSL certificate error"), which is
+ * TLS_OUR_CERT_REJECTED. Free *out with mft_httpc_response_free.
+ * Returns -1 with err and *out empty when no answer was obtained: CONFIG
+ * (bad URL / header, https without trust, client certificate or key that does
+ * not load), TLS_OWN_KEY_MISMATCH, DNS, CONNECT, TIMEOUT, TLS_SERVER_UNTRUSTED /
+ * _SELF_SIGNED / _CHAIN_INCOMPLETE / _EXPIRED / _NOT_YET_VALID /
+ * _NAME_MISMATCH, TLS_PIN_CHANGED, TLS_OUR_CERT_REJECTED,
+ * TLS_NO_COMMON_PROTOCOL, TLS_NO_SHARED_CIPHER, TLS_NOT_TLS, TLS_HANDSHAKE,
+ * HTTP_RESPONSE_TOO_LARGE, HTTP_RESPONSE_INVALID, NO_MEMORY, INTERNAL. A TLS
+ * failure's kind is derived from all the handshake facts together (alerts and
+ * their direction, our verification, the library error, versions) and the
+ * facts are appended to err->detail (mft_tls_facts_detail).
  */
 int mft_httpc_post(const struct mft_httpc_request *rq, struct mft_httpc_response *out,
                    struct mft_err *err);
+
+/*
+ * Dials rq->url (https only) and performs the TLS handshake with the same
+ * settings as mft_httpc_post — trust, client identity, policy — but sends no
+ * HTTP request: a pre-flight check. After a TLS 1.3 handshake in which the
+ * server asked for our certificate, waits up to MFT_HTTPC_SETTLE_MS for its
+ * verdict. Returns 0 when the handshake succeeded (rq->facts_out, if given,
+ * holds the negotiated facts), -1 with err as mft_httpc_post otherwise.
+ * rq->body, headers and content_length are ignored.
+ */
+int mft_httpc_handshake(const struct mft_httpc_request *rq, struct mft_err *err);
 
 /* Frees what a response holds and zeroes it; accepts NULL and a zeroed one. */
 void mft_httpc_response_free(struct mft_httpc_response *r);
@@ -124,9 +172,12 @@ int mft_httpc_post_on(struct mft_httpc_conn *conn, const char *key,
                       struct mft_err *err);
 
 /* Returns 1 when a failure of mft_httpc_post is worth retrying later
- * (DNS, CONNECT, TIMEOUT, TLS_HANDSHAKE, HTTP_RESPONSE_INVALID, NO_MEMORY,
- * INTERNAL), 0 when it needs a configuration change (TLS_SERVER_*, CONFIG,
- * TLS_NOT_TLS, ...) or err is NULL. */
+ * (DNS, CONNECT, TIMEOUT, TLS_HANDSHAKE, TLS_OUR_CERT_REJECTED — the partner
+ * may be installing our new certificate —, TLS_SERVER_NOT_YET_VALID — it
+ * becomes valid, or the clock is fixed —, HTTP_RESPONSE_INVALID, NO_MEMORY,
+ * INTERNAL), 0 when it needs a change on our side (the other TLS_SERVER_*,
+ * TLS_PIN_CHANGED, TLS_OWN_KEY_MISMATCH, TLS_NO_COMMON_PROTOCOL,
+ * TLS_NO_SHARED_CIPHER, TLS_NOT_TLS, CONFIG, ...) or err is NULL. */
 int mft_httpc_err_transient(const struct mft_err *err);
 
 /* Returns 1 for the HTTP statuses worth retrying (5xx, 408, 429), else 0. */

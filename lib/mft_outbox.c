@@ -55,6 +55,7 @@ static int pack(const struct mft_outbox_msg *m, const struct mft_outbox_change *
     Mft__V1__DeliveryUpdated ev = MFT__V1__DELIVERY_UPDATED__INIT;
     Mft__V1__Error e = MFT__V1__ERROR__INIT;
     Mft__V1__TlsPeer tp = MFT__V1__TLS_PEER__INIT;
+    struct mft_events_tls hs;
     char when[40], next[40] = "", mid[1000];
 
     mft_rfc3339_ms(now, when, sizeof(when));
@@ -93,6 +94,8 @@ static int pack(const struct mft_outbox_msg *m, const struct mft_outbox_change *
         tp.cipher = (char *)c->server->tls_cipher;
         ev.tls_server = &tp;
     }
+    if (c->tls)
+        ev.tls = mft_events_tls_fill(&hs, c->tls);
     ev.time = when;
 
     *len = mft__v1__delivery_updated__get_packed_size(&ev);

@@ -61,6 +61,8 @@ struct mft_outbox_change {
     long http_status;
     const struct mft_err *error;             /* retrying, failed */
     const struct mft_httpc_response *server; /* TLS facts of the partner's server */
+    const struct mft_tls_facts *tls;         /* retrying / failed: the failed handshake's
+                                                raw facts (DeliveryUpdated.tls); may be NULL */
     const char *const *extra;                /* more "field", "value" pairs; NULL-terminated */
     struct mft_store_out_op op;              /* schedule changes, listing, Message-ID index */
 };

@@ -1006,13 +1006,8 @@ int mft_x509_refuse(struct mft_err *err, enum mft_x509_purpose purpose, enum mft
     return mft_err_set(err, kind, NULL);
 }
 
-/*
- * One X509_verify_cert run with the given extra flags. Returns 1 (verified),
- * 0 (refused: *code, *depth and a reference to the certificate concerned in
- * *bad, or NULL) or -1 (out of memory).
- */
-static int verify_run(const struct mft_x509_verify_args *a, unsigned long flags, int *code,
-                      int *depth, X509 **bad)
+int mft_x509_verify_run(const struct mft_x509_verify_args *a, unsigned long flags, int *code,
+                        int *depth, X509 **bad)
 {
     X509_STORE *store = X509_STORE_new();
     X509_STORE_CTX *ctx = X509_STORE_CTX_new();
@@ -1054,8 +1049,7 @@ out:
     return rc;
 }
 
-/* 1 when the leaf names peer (an IP literal is matched against IP names). */
-static int name_matches(X509 *leaf, const char *peer)
+int mft_x509_name_matches(X509 *leaf, const char *peer)
 {
     unsigned char ip[16];
     if (inet_pton(AF_INET, peer, ip) == 1 || inet_pton(AF_INET6, peer, ip) == 1)
@@ -1071,12 +1065,12 @@ int mft_x509_verify(const struct mft_x509_verify_args *a, struct mft_err *err)
     X509 *bad = NULL, *bad2 = NULL;
     struct mft_x509_facts f;
 
-    r = verify_run(a, 0, &code, &depth, &bad);
+    r = mft_x509_verify_run(a, 0, &code, &depth, &bad);
     if (r < 0)
         return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
     if (r == 1) {
         char names[512];
-        if (!a->peer_name || name_matches(a->leaf, a->peer_name))
+        if (!a->peer_name || mft_x509_name_matches(a->leaf, a->peer_name))
             return 0;
         mft_x509_refuse(err, a->purpose, MFT_X509_NAME_MISMATCH, 0, a->peer_name);
         mft_x509_names(a->leaf, names, sizeof(names));
@@ -1084,7 +1078,7 @@ int mft_x509_verify(const struct mft_x509_verify_args *a, struct mft_err *err)
     }
     if (code == X509_V_ERR_CERT_HAS_EXPIRED || code == X509_V_ERR_CERT_NOT_YET_VALID) {
         /* expired only when the time is the one fault; else say what else is */
-        r = verify_run(a, X509_V_FLAG_NO_CHECK_TIME, &code2, &depth2, &bad2);
+        r = mft_x509_verify_run(a, X509_V_FLAG_NO_CHECK_TIME, &code2, &depth2, &bad2);
         if (r == 1) {
             fault = code == X509_V_ERR_CERT_HAS_EXPIRED ? MFT_X509_EXPIRED : MFT_X509_NOT_YET_VALID;
         } else if (r == 0) {

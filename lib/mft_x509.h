@@ -160,6 +160,20 @@ struct mft_x509_verify_args {
  */
 int mft_x509_verify(const struct mft_x509_verify_args *a, struct mft_err *err);
 
+/*
+ * The path validation inside mft_x509_verify, for callers that classify the
+ * refusal themselves: one X509_verify_cert run (no name check) with the given
+ * extra X509_V_FLAG_* flags. Returns 1 (verified), 0 (refused: *code, *depth
+ * and a reference to the certificate concerned in *bad, or NULL; free it) or
+ * -1 (out of memory).
+ */
+int mft_x509_verify_run(const struct mft_x509_verify_args *a, unsigned long flags, int *code,
+                        int *depth, X509 **bad);
+
+/* 1 when the leaf names peer: a DNS name without partial wildcards, or an IP
+ * literal against its IP addresses; else 0. */
+int mft_x509_name_matches(X509 *leaf, const char *peer);
+
 /* Why a path was refused, independent of the engine. */
 enum mft_x509_fault {
     MFT_X509_UNTRUSTED,
@@ -177,6 +191,5 @@ enum mft_x509_fault {
  */
 int mft_x509_refuse(struct mft_err *err, enum mft_x509_purpose purpose, enum mft_x509_fault fault,
                     int depth, const char *peer_name);
-
 
 #endif

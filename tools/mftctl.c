@@ -22,6 +22,7 @@
 #include "mft_secret.h"
 #include "ctl_events.h"
 #include "ctl_send.h"
+#include "ctl_tls.h"
 #include "mft_store.h"
 #include "mft_x509.h"
 
@@ -1919,6 +1920,21 @@ static int cmd_send(struct ctl *c, int argc, char **argv)
     return ctl_send(ctl_vars, argc, argv);
 }
 
+static int cmd_test_connection(struct ctl *c, int argc, char **argv)
+{
+    json_t *view = NULL;
+    int json = 0, rc = ctl_test_connection(ctl_vars, argc, argv, &json, &view);
+    (void)c;
+    if (view) {
+        if (json)
+            print_json(view);
+        else
+            print_text(view, 0);
+        json_decref(view);
+    }
+    return rc;
+}
+
 static const struct command {
     const char *name;
     int (*handler)(struct ctl *c, int argc, char **argv);
@@ -1938,6 +1954,9 @@ static const struct command {
      "[--content-type T] [--sign MD|none] [--encrypt CIPHER|none] [--compress WHEN] "
      "[--mdn sync|async|none] [--subject S]",
      "send a file to a partner (SendRequested on mft.outbound.v1); --wait follows its state"},
+    {"test-connection", cmd_test_connection, "PARTNER [-o json] [--timeout S] [--http]",
+     "pre-flight: the TLS handshake egress would make with the partner (no message sent); the "
+     "verdict, its remedy and every raw fact; exit 0 only when it succeeded"},
     {"help", cmd_help, "", "this help"},
     {NULL, NULL, NULL, NULL},
 };

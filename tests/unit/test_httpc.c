@@ -8,10 +8,16 @@
  * certificates for localhost / 127.0.0.1, for other.example, an expired one
  * made with `openssl ca -startdate/-enddate`, a client certificate).
  * Cases: exact-certificate trust (with a rollover list), CA trust + host name
- * and IP, name mismatch, pins (right, wrong), another CA, expired, mutual TLS
+ * and IP, name mismatch, pins (right, changed), another CA, expired, mutual TLS
  * with and without our client certificate (TLS 1.3 and 1.2), refused port,
  * chunked vs Content-Length, 503, too-large answers, plain http, not-TLS,
- * timeout, configuration errors, several threads at once.
+ * timeout, configuration errors, several threads at once. The TLS failure
+ * kinds, each from the handshake facts: self-signed, not yet valid, missing
+ * intermediate, our certificate refused (unknown CA) in TLS 1.2 and 1.3, no
+ * common version (policy TLS 1.3 against a TLS 1.2 server), no shared cipher
+ * (policy suites the server lacks), trust mode, own key mismatch, nginx's
+ * HTTP 400 for a missing client certificate, the facts of a success, and the
+ * handshake-only pre-flight (mft_httpc_handshake).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -32,12 +38,14 @@
 #include <time.h>
 
 #include "mft_httpc.h"
+#include "mft_tls.h"
 #include "mft_testkeys.h"
 #include "mft_x509.h"
 
 static const char server_py[] =
     "# Test HTTP(S) server for test_httpc: argv = ports_file, then listeners\n"
-    "# \"name,mode,cert,key,cafile,maxver\" (mode: plain | tls | mtls; maxver 12 or 13).\n"
+    "# \"name,mode,cert,key,cafile,maxver[,ciphers]\" (mode: plain | tls | mtls; maxver 12 or\n"
+    "# 13; ciphers: an OpenSSL TLS 1.2 cipher list).\n"
     "import hashlib, http.server, os, socketserver, ssl, sys, threading, time\n"
     "\n"
     "SNI = {}\n"
@@ -92,6 +100,11 @@ static const char server_py[] =
     "            n = int(p[5:].split('?')[0])\n"
     "            return self.answer(200, b'x' * n, 'application/octet-stream', "
     "p.endswith('?chunked'))\n"
+    "        if p == '/nginx400':\n"
+    "            return self.answer(400, b'<html><head><title>400 No required SSL certificate was "
+    "sent</title></head><body><center><h1>400 Bad Request</h1></center><center>No required SSL "
+    "certificate was sent</center><hr><center>nginx/1.22.1</center></body></html>\\n', "
+    "'text/html')\n"
     "        if p == '/sleep':\n"
     "            time.sleep(3)\n"
     "        client = ''\n"
@@ -145,13 +158,15 @@ static const char server_py[] =
     "\n"
     "lines = []\n"
     "for spec in sys.argv[2:]:\n"
-    "    name, mode, cert, key, cafile, maxver = spec.split(',')\n"
+    "    name, mode, cert, key, cafile, maxver = spec.split(',')[:6]\n"
     "    srv = Server(('127.0.0.1', 0), Handler)\n"
     "    if mode != 'plain':\n"
     "        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n"
     "        ctx.load_cert_chain(cert, key)\n"
     "        if maxver == '12':\n"
     "            ctx.maximum_version = ssl.TLSVersion.TLSv1_2\n"
+    "        if len(spec.split(',')) > 6:\n"
+    "            ctx.set_ciphers(spec.split(',')[6])\n"
     "        if mode == 'mtls':\n"
     "            ctx.verify_mode = ssl.CERT_REQUIRED\n"
     "            ctx.load_verify_locations(cafile)\n"
@@ -168,10 +183,10 @@ static const char server_py[] =
 static char dir[128];
 static pid_t server_pid;
 static int port_tls, port_other, port_expired, port_mtls, port_mtls12, port_tls12, port_plain,
-    port_closed;
+    port_closed, port_self, port_notyet, port_inter, port_cipher;
 static X509 *ca, *ca2, *srv, *other;
 static char srv_sha256[65], srv_pin[64];
-static char *client_cert_pem, *client_key_pem, *srv_key_pem;
+static char *client_cert_pem, *client_key_pem, *srv_key_pem, *client2_cert_pem, *client2_key_pem;
 
 /* ---- set-up: certificates ------------------------------------------------ */
 
@@ -215,23 +230,31 @@ static void make_csr(const char *name, const char *subj, const char *ext)
         tk_run_rc("openssl", "req", "-new", "-key", key, "-subj", subj, "-out", csr, NULL), 0);
 }
 
-static void make_leaf(const char *name, const char *subj, const char *serial, const char *ext)
+static void make_leaf_by(const char *issuer, const char *name, const char *subj, const char *serial,
+                         const char *ext)
 {
     char csr[256], extf[256], pem[256], cakey[256], capem[256];
     make_csr(name, subj, ext);
     path(csr, sizeof(csr), name, "csr");
     path(extf, sizeof(extf), name, "ext");
     path(pem, sizeof(pem), name, "pem");
-    path(cakey, sizeof(cakey), "ca", "key");
-    path(capem, sizeof(capem), "ca", "pem");
+    path(cakey, sizeof(cakey), issuer, "key");
+    path(capem, sizeof(capem), issuer, "pem");
     assert_int_equal(tk_run_rc("openssl", "x509", "-req", "-in", csr, "-CA", capem, "-CAkey", cakey,
                                "-days", "30", "-set_serial", serial, "-extfile", extf, "-out", pem,
                                NULL),
                      0);
 }
 
-/* A certificate valid only in 2020, issued by ca with `openssl ca`. */
-static void make_expired(const char *name, const char *subj, const char *ext)
+static void make_leaf(const char *name, const char *subj, const char *serial, const char *ext)
+{
+    make_leaf_by("ca", name, subj, serial, ext);
+}
+
+/* A certificate valid from start to end (YYYYMMDDHHMMSSZ), issued by ca with
+ * `openssl ca`. */
+static void make_dated(const char *name, const char *subj, const char *ext, const char *start,
+                       const char *end)
 {
     char cnf[256], db[256], ser[256], nd[256], csr[256], extf[256], pem[256], cakey[256],
         capem[256], text[1024];
@@ -245,7 +268,7 @@ static void make_expired(const char *name, const char *subj, const char *ext)
     path(cakey, sizeof(cakey), "ca", "key");
     path(capem, sizeof(capem), "ca", "pem");
     snprintf(nd, sizeof(nd), "%s/newcerts", dir);
-    assert_int_equal(mkdir(nd, 0700), 0);
+    mkdir(nd, 0700);
     tk_write(db, "", 0);
     tk_write(ser, "1000\n", 5);
     snprintf(text, sizeof(text),
@@ -255,8 +278,7 @@ static void make_expired(const char *name, const char *subj, const char *ext)
     tk_write(cnf, text, strlen(text));
     assert_int_equal(tk_run_rc("openssl", "ca", "-batch", "-config", cnf, "-cert", capem,
                                "-keyfile", cakey, "-in", csr, "-out", pem, "-notext", "-startdate",
-                               "20200101000000Z", "-enddate", "20210101000000Z", "-extfile", extf,
-                               NULL),
+                               start, "-enddate", end, "-extfile", extf, NULL),
                      0);
 }
 
@@ -338,9 +360,24 @@ static void listener(char *buf, size_t len, const char *name, const char *mode, 
              dir, maxver);
 }
 
+static int *port_of(const char *name)
+{
+    static const struct {
+        const char *name;
+        int *port;
+    } ports[] = {{"tls", &port_tls},     {"other", &port_other},   {"expired", &port_expired},
+                 {"mtls", &port_mtls},   {"mtls12", &port_mtls12}, {"tls12", &port_tls12},
+                 {"plain", &port_plain}, {"self", &port_self},     {"notyet", &port_notyet},
+                 {"inter", &port_inter}, {"cipher", &port_cipher}};
+    for (size_t i = 0; i < sizeof(ports) / sizeof(ports[0]); i++)
+        if (strcmp(ports[i].name, name) == 0)
+            return ports[i].port;
+    return NULL;
+}
+
 static void start_server(void)
 {
-    char script[256], ports[256], l[7][1024];
+    char script[256], ports[256], l[11][1024];
     path(script, sizeof(script), "server", "py");
     path(ports, sizeof(ports), "server", "ports");
     tk_write(script, server_py, strlen(server_py));
@@ -351,10 +388,16 @@ static void start_server(void)
     listener(l[4], sizeof(l[4]), "mtls12", "mtls", "srv", "12");
     listener(l[5], sizeof(l[5]), "tls12", "tls", "srv", "12");
     listener(l[6], sizeof(l[6]), "plain", "plain", "srv", "13");
+    listener(l[7], sizeof(l[7]), "self", "tls", "self", "13");
+    listener(l[8], sizeof(l[8]), "notyet", "tls", "notyet", "13");
+    listener(l[9], sizeof(l[9]), "inter", "tls", "interleaf", "13");
+    listener(l[10], sizeof(l[10]), "cipher", "tls", "srv", "12");
+    strncat(l[10], ",ECDHE-ECDSA-AES128-GCM-SHA256", sizeof(l[10]) - strlen(l[10]) - 1);
     server_pid = fork();
     assert_true(server_pid >= 0);
     if (server_pid == 0) {
-        char *argv[] = {"python3", script, ports, l[0], l[1], l[2], l[3], l[4], l[5], l[6], NULL};
+        char *argv[] = {"python3", script, ports, l[0], l[1], l[2],  l[3], l[4],
+                        l[5],      l[6],   l[7],  l[8], l[9], l[10], NULL};
         execvp(argv[0], argv);
         _exit(127);
     }
@@ -364,17 +407,12 @@ static void start_server(void)
             char name[32];
             int port;
             while (fscanf(f, "%31s %d", name, &port) == 2) {
-                int *dst = strcmp(name, "tls") == 0       ? &port_tls
-                           : strcmp(name, "other") == 0   ? &port_other
-                           : strcmp(name, "expired") == 0 ? &port_expired
-                           : strcmp(name, "mtls") == 0    ? &port_mtls
-                           : strcmp(name, "mtls12") == 0  ? &port_mtls12
-                           : strcmp(name, "tls12") == 0   ? &port_tls12
-                                                          : &port_plain;
-                *dst = port;
+                int *dst = port_of(name);
+                if (dst)
+                    *dst = port;
             }
             fclose(f);
-            if (port_tls && port_plain)
+            if (port_tls && port_cipher)
                 return;
         }
         struct timespec ts = {0, 20000000};
@@ -399,7 +437,25 @@ static int setup(void **state)
               "subjectAltName=DNS:other.example\n");
     make_leaf("client", "/O=mft test/CN=mft station", "0x77",
               "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n");
-    make_expired("expired", "/CN=localhost", EXT_SERVER_LOCAL);
+    make_dated("expired", "/CN=localhost", EXT_SERVER_LOCAL, "20200101000000Z", "20210101000000Z");
+    make_dated("notyet", "/CN=localhost", EXT_SERVER_LOCAL, "20990101000000Z", "20991231000000Z");
+    make_leaf_by("ca", "inter", "/O=mft test/CN=mft test intermediate", "0x31",
+                 "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n");
+    make_leaf_by("inter", "interleaf", "/CN=localhost", "0x32",
+                 EXT_SERVER_LOCAL
+                 "authorityInfoAccess=caIssuers;URI:http://ca.invalid/inter.crt\n");
+    make_leaf_by("ca2", "client2", "/O=elsewhere/CN=stranger", "0x78",
+                 "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n");
+    {
+        char key[256], pem[256];
+        make_key("self");
+        path(key, sizeof(key), "self", "key");
+        path(pem, sizeof(pem), "self", "pem");
+        assert_int_equal(tk_run_rc("openssl", "req", "-x509", "-new", "-key", key, "-subj",
+                                   "/CN=localhost", "-days", "30", "-addext",
+                                   "subjectAltName=DNS:localhost,IP:127.0.0.1", "-out", pem, NULL),
+                         0);
+    }
     ca = load("ca");
     ca2 = load("ca2");
     srv = load("srv");
@@ -417,6 +473,8 @@ static int setup(void **state)
         free(chain);
     }
     client_key_pem = read_text("client", "key");
+    client2_cert_pem = read_text("client2", "pem");
+    client2_key_pem = read_text("client2", "key");
     srv_key_pem = read_text("srv", "key");
     port_closed = closed_port();
     assert_true(port_closed > 0);
@@ -438,6 +496,8 @@ static int teardown(void **state)
     free(client_cert_pem);
     free(client_key_pem);
     free(srv_key_pem);
+    free(client2_cert_pem);
+    free(client2_key_pem);
     tk_rmdir(dir);
     return 0;
 }
@@ -663,13 +723,16 @@ static void test_ca_trust(void **state)
     mft_httpc_response_free(&r);
     sk_X509_pop_free(exact.certs, X509_free);
 
-    /* another CA */
+    /* another CA; the server sends its certificate alone: its issuer is
+     * neither sent nor registered, and nothing says it is an intermediate */
     struct mft_httpc_trust t2 = {NULL, stack(ca2, NULL), NULL, 0};
     url(u, sizeof(u), "https", "localhost", port_tls, "/as2");
     rq.trust = &t2;
     e = post_fail(&rq, MFT_E_TLS_SERVER_UNTRUSTED);
+    assert_non_null(strstr(e.message, "issued by \"CN=mft test CA"));
     assert_non_null(strstr(e.detail, srv_sha256));
     assert_non_null(strstr(e.detail, "no chain to the 1 registered CAs"));
+    assert_non_null(strstr(e.detail, "x509 verify 20:"));
     sk_X509_pop_free(t2.certs, X509_free);
     sk_X509_pop_free(t2.cas, X509_free);
     sk_X509_pop_free(t.cas, X509_free);
@@ -713,10 +776,11 @@ static void test_pins(void **state)
     post_echo(&rq, body, sizeof(body) - 1, &r);
     mft_httpc_response_free(&r);
 
-    t.n_pins = 1; /* the wrong pin only */
-    struct mft_err e = post_fail(&rq, MFT_E_TLS_SERVER_UNTRUSTED);
-    assert_non_null(strstr(e.detail, srv_pin));
+    t.n_pins = 1; /* the wrong pin only: the partner's key changed */
+    struct mft_err e = post_fail(&rq, MFT_E_TLS_PIN_CHANGED);
+    assert_non_null(strstr(e.message, srv_pin));
     assert_non_null(strstr(e.detail, "none of the 1 registered pins"));
+    assert_false(mft_httpc_err_transient(&e));
 }
 
 static void test_mtls(void **state)
@@ -745,18 +809,23 @@ static void test_mtls(void **state)
     /* no client certificate: TLS 1.3 (alert after the handshake) and 1.2 */
     rq.client = NULL;
     url(u, sizeof(u), "https", "localhost", port_mtls, "/as2");
-    struct mft_err e = post_fail(&rq, MFT_E_TLS_HANDSHAKE);
-    assert_non_null(strstr(e.message, "client certificate"));
+    struct mft_err e = post_fail(&rq, MFT_E_TLS_OUR_CERT_REJECTED);
+    assert_non_null(strstr(e.message, "none is configured"));
+    assert_non_null(strstr(e.message, "certificate_required"));
+    assert_non_null(strstr(e.detail, "received fatal certificate_required(116)"));
     assert_true(mft_httpc_err_transient(&e));
     url(u, sizeof(u), "https", "localhost", port_mtls12, "/as2");
-    e = post_fail(&rq, MFT_E_TLS_HANDSHAKE);
-    assert_non_null(strstr(e.message, "client certificate"));
+    e = post_fail(&rq, MFT_E_TLS_OUR_CERT_REJECTED);
+    assert_non_null(strstr(e.message, "none is configured"));
+    assert_non_null(strstr(e.detail, "negotiated none"));
 
     /* a key that is not the certificate's, half an identity */
     struct mft_httpc_client_id wrong = {client_cert_pem, srv_key_pem},
                                half = {client_cert_pem, NULL};
     rq.client = &wrong;
-    post_fail(&rq, MFT_E_CONFIG);
+    e = post_fail(&rq, MFT_E_TLS_OWN_KEY_MISMATCH);
+    assert_non_null(strstr(e.detail, "CN=mft station"));
+    assert_false(mft_httpc_err_transient(&e));
     rq.client = &half;
     post_fail(&rq, MFT_E_CONFIG);
 
@@ -780,7 +849,7 @@ static void test_mtls(void **state)
         mft_httpc_response_free(&r);
     }
     parsed.key = wrongkey; /* not the certificate's key */
-    post_fail(&rq, MFT_E_CONFIG);
+    post_fail(&rq, MFT_E_TLS_OWN_KEY_MISMATCH);
     parsed.key = NULL; /* half an identity */
     post_fail(&rq, MFT_E_CONFIG);
     EVP_PKEY_free(wrongkey);
@@ -1041,6 +1110,267 @@ static void test_config_errors(void **state)
     sk_X509_pop_free(t.cas, X509_free);
 }
 
+/*
+ * The TLS failure kinds, each derived from the handshake's facts, with the
+ * facts that decided it checked (verify code, alert and its direction,
+ * versions).
+ */
+static void test_tls_kinds(void **state)
+{
+    (void)state;
+    char u[256];
+    const unsigned char body[] = "x";
+    struct mft_httpc_trust t = {NULL, stack(ca, NULL), NULL, 0};
+    struct mft_tls_facts f;
+    struct mft_httpc_request rq = req(u, &t, body, 1);
+    struct mft_err e;
+    rq.facts_out = &f;
+
+    /* self-signed, not registered */
+    url(u, sizeof(u), "https", "localhost", port_self, "/as2");
+    e = post_fail(&rq, MFT_E_TLS_SERVER_SELF_SIGNED);
+    assert_int_equal(f.verify_code, 18);
+    assert_true(f.peer_cert.present);
+    assert_string_equal(f.peer_cert.x.subject, "CN=localhost");
+    assert_non_null(strstr(e.detail, "sent fatal"));
+    assert_false(mft_httpc_err_transient(&e));
+
+    /* not yet valid: retried (the clock, or a certificate installed early) */
+    url(u, sizeof(u), "https", "localhost", port_notyet, "/as2");
+    e = post_fail(&rq, MFT_E_TLS_SERVER_NOT_YET_VALID);
+    assert_non_null(strstr(e.message, "is not yet valid"));
+    assert_non_null(strstr(e.message, "2099-01-01T00:00:00Z"));
+    assert_int_equal(f.verify_code, 9);
+    assert_true(mft_httpc_err_transient(&e));
+
+    /* expired: the verify code says so */
+    url(u, sizeof(u), "https", "localhost", port_expired, "/as2");
+    post_fail(&rq, MFT_E_TLS_SERVER_EXPIRED);
+    assert_int_equal(f.verify_code, 10);
+
+    /* an intermediate the server does not send */
+    url(u, sizeof(u), "https", "localhost", port_inter, "/as2");
+    e = post_fail(&rq, MFT_E_TLS_SERVER_CHAIN_INCOMPLETE);
+    assert_non_null(strstr(e.message, "mft test intermediate"));
+    assert_int_equal(f.verify_code, 20);
+    /* ... registered, the chain is complete */
+    struct mft_httpc_trust ti = {NULL, stack(load("inter"), NULL), NULL, 0};
+    X509_free(sk_X509_value(ti.cas, 0)); /* stack() took its own reference */
+    rq.trust = &ti;
+    struct mft_httpc_response r;
+    post_echo(&rq, body, 1, &r);
+    mft_httpc_response_free(&r);
+    rq.trust = &t;
+
+    /* the host: verify code 62 (a name) and 64 (an IP address); the message
+     * names the certificate's names and the URL's host */
+    url(u, sizeof(u), "https", "localhost", port_other, "/as2");
+    e = post_fail(&rq, MFT_E_TLS_SERVER_NAME_MISMATCH);
+    assert_int_equal(f.verify_code, 62);
+    assert_non_null(strstr(e.message, "DNS:other.example"));
+    assert_non_null(strstr(e.message, "not for localhost"));
+    url(u, sizeof(u), "https", "127.0.0.1", port_other, "/as2");
+    post_fail(&rq, MFT_E_TLS_SERVER_NAME_MISMATCH);
+    assert_int_equal(f.verify_code, 64);
+
+    /* our certificate from a CA the server does not trust: unknown_ca, from
+     * the server, in TLS 1.3 (after curl's handshake) and TLS 1.2 */
+    struct mft_httpc_client_id stranger = {client2_cert_pem, client2_key_pem};
+    rq.client = &stranger;
+    url(u, sizeof(u), "https", "localhost", port_mtls, "/as2");
+    e = post_fail(&rq, MFT_E_TLS_OUR_CERT_REJECTED);
+    assert_non_null(strstr(e.message, "unknown_ca"));
+    assert_non_null(strstr(e.message, "does not know the CA"));
+    assert_string_equal(f.version, "TLSv1.3");
+    assert_true(f.local_cert.present);
+    assert_string_equal(f.local_cert.x.subject, "CN=stranger,O=elsewhere");
+    const struct mft_tls_alert *a = mft_tls_facts_fatal(&f, 0);
+    assert_non_null(a);
+    assert_int_equal(a->code, 48);
+    assert_true(mft_httpc_err_transient(&e));
+    url(u, sizeof(u), "https", "localhost", port_mtls12, "/as2");
+    e = post_fail(&rq, MFT_E_TLS_OUR_CERT_REJECTED);
+    assert_non_null(strstr(e.message, "unknown_ca"));
+    assert_string_equal(f.version, "");
+    assert_string_equal(f.versions_accepted, "TLSv1.2");
+    rq.client = NULL;
+
+    /* no common version: our policy TLS 1.3 only, the server TLS 1.2 only */
+    rq.tls_min_version = 0x0304;
+    url(u, sizeof(u), "https", "localhost", port_tls12, "/as2");
+    e = post_fail(&rq, MFT_E_TLS_NO_COMMON_PROTOCOL);
+    assert_non_null(strstr(e.message, "TLSv1.3"));
+    assert_string_equal(f.versions_offered, "TLSv1.3");
+    assert_non_null(mft_tls_facts_fatal(&f, 0));
+    assert_int_equal(mft_tls_facts_fatal(&f, 0)->code, 70);
+    assert_false(mft_httpc_err_transient(&e));
+    rq.tls_min_version = 0;
+
+    /* no shared cipher: the server (TLS 1.2) has one AES-128 suite, our
+     * policy allows one AES-256 suite */
+    const char suites[1][64] = {"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"};
+    rq.tls_ciphers = suites;
+    rq.n_tls_ciphers = 1;
+    url(u, sizeof(u), "https", "localhost", port_cipher, "/as2");
+    e = post_fail(&rq, MFT_E_TLS_NO_SHARED_CIPHER);
+    assert_non_null(strstr(e.message, "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"));
+    assert_int_equal(mft_tls_facts_fatal(&f, 0)->code, 40);
+    assert_false(mft_httpc_err_transient(&e));
+    /* a suite it has, in the GnuTLS spelling: accepted, and it is what was used */
+    const char suites2[2][64] = {"TLS_AES_256_GCM_SHA384", "TLS_ECDHE_ECDSA_AES_128_GCM_SHA256"};
+    rq.tls_ciphers = suites2;
+    rq.n_tls_ciphers = 2;
+    post_echo(&rq, body, 1, &r);
+    assert_string_equal(f.cipher, "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256");
+    mft_httpc_response_free(&r);
+    /* TLS 1.3 suites only, against a TLS 1.3 server: that suite */
+    url(u, sizeof(u), "https", "localhost", port_tls, "/as2");
+    const char suites3[1][64] = {"TLS_CHACHA20_POLY1305_SHA256"};
+    rq.tls_ciphers = suites3;
+    rq.n_tls_ciphers = 1;
+    post_echo(&rq, body, 1, &r);
+    assert_string_equal(f.cipher, "TLS_CHACHA20_POLY1305_SHA256");
+    mft_httpc_response_free(&r);
+    /* ... and a policy that is TLS 1.2 only with only TLS 1.3 suites: nothing to offer */
+    rq.tls_max_version = 0x0303;
+    e = post_fail(&rq, MFT_E_CONFIG);
+    assert_non_null(strstr(e.message, "no cipher suite"));
+    rq.tls_max_version = 0;
+    rq.tls_ciphers = NULL;
+    rq.n_tls_ciphers = 0;
+
+    /* the trust mode: the CA would accept, but only pins count */
+    char pins[1][64] = {"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="};
+    t.pins = (const char(*)[64])pins;
+    t.n_pins = 1;
+    post_echo(&rq, body, 1, &r); /* mode any: the CA matches */
+    assert_non_null(strstr(f.verify_result, "registered CA"));
+    mft_httpc_response_free(&r);
+    rq.tls_trust = MFT_HTTPC_TRUST_PINS;
+    e = post_fail(&rq, MFT_E_TLS_PIN_CHANGED);
+    assert_non_null(strstr(e.detail, "allows only its registered pins"));
+    rq.tls_trust = MFT_HTTPC_TRUST_CERTS; /* none registered: nothing matches */
+    post_fail(&rq, MFT_E_TLS_SERVER_UNTRUSTED);
+    rq.tls_trust = MFT_HTTPC_TRUST_ANY;
+
+    sk_X509_pop_free(ti.cas, X509_free);
+    sk_X509_pop_free(t.cas, X509_free);
+}
+
+/* The facts of a successful exchange, and nginx's HTTP 400 for a missing
+ * client certificate. */
+static void test_facts(void **state)
+{
+    (void)state;
+    char u[256], pa[64];
+    const unsigned char body[] = "facts";
+    struct mft_httpc_trust t = {NULL, stack(ca, NULL), NULL, 0};
+    struct mft_httpc_client_id id = {client_cert_pem, client_key_pem};
+    struct mft_tls_facts f;
+    struct mft_httpc_request rq = req(u, &t, body, sizeof(body) - 1);
+    struct mft_httpc_response r;
+
+    rq.facts_out = &f;
+    rq.client = &id;
+    rq.partner_id = "globex";
+    rq.station_id = "acme";
+    url(u, sizeof(u), "https", "localhost", port_mtls12, "/as2");
+    post_echo(&rq, body, sizeof(body) - 1, &r);
+    mft_httpc_response_free(&r);
+    snprintf(pa, sizeof(pa), "127.0.0.1:%d", port_mtls12);
+    assert_string_equal(f.direction, "outbound");
+    assert_string_equal(f.peer_address, pa);
+    assert_string_equal(f.sni, "localhost");
+    assert_string_equal(f.url_host, "localhost");
+    assert_string_equal(f.partner_id, "globex");
+    assert_string_equal(f.station_id, "acme");
+    assert_string_equal(f.versions_offered, "TLSv1.2..TLSv1.3");
+    assert_string_equal(f.versions_accepted, "TLSv1.2");
+    assert_string_equal(f.version, "TLSv1.2");
+    assert_true(strncmp(f.cipher, "TLS_ECDHE_", 10) == 0);
+    assert_int_equal(f.verify_code, 0);
+    assert_non_null(strstr(f.verify_result, "ok: chain to a registered CA, host localhost"));
+    assert_string_equal(f.peer_cert.x.sha256, srv_sha256);
+    assert_non_null(strstr(f.peer_cert.names, "DNS:localhost"));
+    assert_string_equal(f.peer_cert.key, "EC-P-256");
+    assert_string_equal(f.local_cert.x.subject, "CN=mft station,O=mft test");
+    assert_null(mft_tls_facts_fatal(&f, 0)); /* (curl's close_notify is a warning) */
+    assert_null(mft_tls_facts_fatal(&f, 1));
+    assert_string_equal(f.library_error, "");
+    assert_int_equal(strlen(f.time), 24);
+
+    /* nginx (ssl_verify_client on) completes the handshake without a
+     * client certificate and answers 400: that is our certificate missing */
+    rq.client = NULL;
+    url(u, sizeof(u), "https", "localhost", port_tls, "/nginx400");
+    struct mft_err e = post_fail(&rq, MFT_E_TLS_OUR_CERT_REJECTED);
+    assert_non_null(strstr(e.message, "No required SSL certificate was sent"));
+    assert_non_null(strstr(e.message, "none is configured"));
+    assert_non_null(strstr(e.detail, "HTTP 400"));
+    /* ... a plain 400 stays an answer */
+    url(u, sizeof(u), "https", "localhost", port_tls, "/status/400");
+    struct mft_err err;
+    assert_int_equal(mft_httpc_post(&rq, &r, &err), 0);
+    assert_int_equal(r.status, 400);
+    mft_httpc_response_free(&r);
+    sk_X509_pop_free(t.cas, X509_free);
+}
+
+/* The pre-flight: the handshake alone, with the same verdicts. */
+static void test_handshake(void **state)
+{
+    (void)state;
+    char u[256];
+    struct mft_httpc_trust t = {NULL, stack(ca, NULL), NULL, 0};
+    struct mft_httpc_client_id id = {client_cert_pem, client_key_pem};
+    struct mft_tls_facts f;
+    struct mft_httpc_request rq = req(u, &t, NULL, 0);
+    struct mft_err e;
+    struct timespec t0, t1;
+
+    rq.facts_out = &f;
+    url(u, sizeof(u), "https", "localhost", port_tls, "/as2");
+    mft_err_clear(&e);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(mft_httpc_handshake(&rq, &e), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_true(t1.tv_sec - t0.tv_sec < 1); /* no CertificateRequest: no wait */
+    assert_string_equal(f.version, "TLSv1.3");
+    assert_string_equal(f.peer_cert.x.sha256, srv_sha256);
+
+    /* TLS 1.3 mutual: accepted (after the settle time) */
+    rq.client = &id;
+    url(u, sizeof(u), "https", "localhost", port_mtls, "/as2");
+    assert_int_equal(mft_httpc_handshake(&rq, &e), 0);
+    assert_true(f.local_cert.present);
+    /* ... without our certificate: the alert after the handshake is caught */
+    rq.client = NULL;
+    assert_int_equal(mft_httpc_handshake(&rq, &e), -1);
+    assert_int_equal(e.kind, MFT_E_TLS_OUR_CERT_REJECTED);
+    assert_int_equal(mft_tls_facts_fatal(&f, 0)->code, 116);
+    /* TLS 1.2 without: refused during the handshake */
+    url(u, sizeof(u), "https", "localhost", port_mtls12, "/as2");
+    assert_int_equal(mft_httpc_handshake(&rq, &e), -1);
+    assert_int_equal(e.kind, MFT_E_TLS_OUR_CERT_REJECTED);
+    /* untrusted, not TLS, refused, not https */
+    const struct {
+        const char *scheme;
+        int port;
+        enum mft_err_kind kind;
+    } fails[] = {{"https", port_self, MFT_E_TLS_SERVER_SELF_SIGNED},
+                 {"https", port_plain, MFT_E_TLS_NOT_TLS},
+                 {"https", port_closed, MFT_E_CONNECT},
+                 {"http", port_plain, MFT_E_CONFIG}};
+    for (size_t i = 0; i < sizeof(fails) / sizeof(fails[0]); i++) {
+        url(u, sizeof(u), fails[i].scheme, "localhost", fails[i].port, "/as2");
+        assert_int_equal(mft_httpc_handshake(&rq, &e), -1);
+        if (e.kind != fails[i].kind)
+            fail_msg("case %zu: expected %s, got %s: %s", i, mft_err_kind_name(fails[i].kind),
+                     mft_err_kind_name(e.kind), e.message);
+    }
+    sk_X509_pop_free(t.cas, X509_free);
+}
+
 struct worker {
     pthread_t th;
     int ok;
@@ -1094,7 +1424,8 @@ int main(void)
         cmocka_unit_test(test_chunked),        cmocka_unit_test(test_status),
         cmocka_unit_test(test_too_large),      cmocka_unit_test(test_plain_http),
         cmocka_unit_test(test_network_errors), cmocka_unit_test(test_config_errors),
-        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_threads),        cmocka_unit_test(test_tls_kinds),
+        cmocka_unit_test(test_facts),          cmocka_unit_test(test_handshake),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
