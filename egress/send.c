@@ -33,11 +33,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -115,6 +117,66 @@ static void safe_filename(const char *in, char *out, size_t outlen)
     out[o] = '\0';
 }
 
+/* A claim check: the file its URI names must exist and match its size and
+ * SHA-256 when given. Returns 0 with *ref filled, or -1 with why (STORAGE). */
+static int claim_check(const Mft__V1__PayloadRef *claim, struct mft_payload_ref *ref,
+                       struct mft_err *why)
+{
+    const unsigned char *map;
+    size_t map_len;
+    memset(ref, 0, sizeof(*ref));
+    if (!claim->uri || !*claim->uri)
+        return mft_err_set(why, MFT_E_STORAGE, "a claim check has no URI");
+    if (map_uri(claim->uri, &map, &map_len, why) < 0)
+        return -1;
+    snprintf(ref->uri, sizeof(ref->uri), "%s", claim->uri);
+    ref->size = map_len;
+    sha256_hex(map, map_len, ref->sha256);
+    if (map_len)
+        munmap((void *)map, map_len);
+    if ((claim->size && claim->size != ref->size) ||
+        (claim->sha256 && *claim->sha256 && strcasecmp(claim->sha256, ref->sha256) != 0)) {
+        mft_err_set(why, MFT_E_STORAGE, "the payload does not match its claim check");
+        return mft_err_detail(why, "%s: claim: %llu bytes, sha256 %s; file: %llu bytes, sha256 %s",
+                              claim->uri, (unsigned long long)claim->size, s(claim->sha256),
+                              (unsigned long long)ref->size, ref->sha256);
+    }
+    return 0;
+}
+
+/* The further documents of a request as the record keeps them: a JSON list
+ * of {uri, size, sha256, filename, content_type}, each claim check verified.
+ * Returns 0 with *out (NULL when there are none; free it), or -1 with why. */
+static int attachments_record(const Mft__V1__SendRequested *ev, char **out, struct mft_err *why)
+{
+    *out = NULL;
+    if (ev->n_attachments == 0)
+        return 0;
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < ev->n_attachments; i++) {
+        struct mft_payload_ref ref;
+        char fname[256];
+        const Mft__V1__PayloadRef *a = ev->attachments[i];
+        if (claim_check(a, &ref, why) < 0) {
+            mft_err_detail(why, "attachment %zu", i + 1);
+            json_decref(list);
+            return -1;
+        }
+        safe_filename(a->filename && *a->filename ? a->filename : "payload.bin", fname,
+                      sizeof(fname));
+        json_array_append_new(
+            list,
+            json_pack("{s:s, s:I, s:s, s:s, s:s}", "uri", ref.uri, "size", (json_int_t)ref.size,
+                      "sha256", ref.sha256, "filename", fname, "content_type",
+                      a->content_type && *a->content_type && !strpbrk(a->content_type, "\r\n")
+                          ? a->content_type
+                          : "application/octet-stream"));
+    }
+    *out = list ? json_dumps(list, JSON_COMPACT) : NULL;
+    json_decref(list);
+    return *out ? 0 : mft_err_set(why, MFT_E_NO_MEMORY, NULL);
+}
+
 /* --- accepting ------------------------------------------------------------ */
 
 /* An id usable in Redis keys (mft_store's rule): 1..256 printable ASCII, no
@@ -190,8 +252,7 @@ int send_accept(struct egress *eg, const struct mft_bus_record *rec)
     char **kv = NULL;
     size_t nkv = 0;
     int rc = -1;
-    const unsigned char *map = NULL;
-    size_t map_len = 0;
+    char *attachments = NULL;
 
     mft_err_clear(&err);
     mft_err_clear(&why);
@@ -292,24 +353,35 @@ int send_accept(struct egress *eg, const struct mft_bus_record *rec)
         if (mft_payload_put(eg->payloads, uuid, "payload", ev->inline_payload.data,
                             ev->inline_payload.len, &ref, &err) < 0)
             goto store_down;
-    } else {
-        if (map_uri(ev->payload->uri, &map, &map_len, &why) < 0) {
-            rc = accept_failed(eg, uuid, request_id, ev, &why);
-            goto out;
+    } else if (claim_check(ev->payload, &ref, &why) < 0) {
+        rc = accept_failed(eg, uuid, request_id, ev, &why);
+        goto out;
+    }
+    /* further documents: only to a partner that takes several in one message */
+    if (ev->n_attachments > 0 && !p->send.multiple_attachments) {
+        mft_err_set(&why, MFT_E_CONFIG,
+                    "the request has %zu attachments but partner \"%s\" does not take several "
+                    "documents in one message",
+                    ev->n_attachments, p->id);
+        snprintf(why.remedy, sizeof(why.remedy),
+                 "send the documents one by one, or set send.multiple_attachments for the "
+                 "partner if its product announces EDIINT-Features: multiple-attachments");
+        rc = accept_failed(eg, uuid, request_id, ev, &why);
+        goto out;
+    }
+    if (ev->n_attachments + 1 > MFT_AS2_MAX_PARTS) {
+        mft_err_set(&why, MFT_E_CONFIG, "a message carries at most %d documents, not %zu",
+                    MFT_AS2_MAX_PARTS, ev->n_attachments + 1);
+        rc = accept_failed(eg, uuid, request_id, ev, &why);
+        goto out;
+    }
+    if (attachments_record(ev, &attachments, &why) < 0) {
+        if (why.kind == MFT_E_NO_MEMORY) {
+            err = why;
+            goto store_down;
         }
-        snprintf(ref.uri, sizeof(ref.uri), "%s", ev->payload->uri);
-        ref.size = map_len;
-        sha256_hex(map, map_len, ref.sha256);
-        if ((ev->payload->size && ev->payload->size != map_len) ||
-            (ev->payload->sha256 && *ev->payload->sha256 &&
-             strcasecmp(ev->payload->sha256, ref.sha256) != 0)) {
-            mft_err_set(&why, MFT_E_STORAGE, "the payload does not match its claim check");
-            mft_err_detail(&why, "claim: %llu bytes, sha256 %s; file: %zu bytes, sha256 %s",
-                           (unsigned long long)ev->payload->size, s(ev->payload->sha256), map_len,
-                           ref.sha256);
-            rc = accept_failed(eg, uuid, request_id, ev, &why);
-            goto out;
-        }
+        rc = accept_failed(eg, uuid, request_id, ev, &why);
+        goto out;
     }
 
     char mid[300], created[32], size[32], fname[256], as2_from[140], as2_to[140];
@@ -366,6 +438,8 @@ int send_accept(struct egress *eg, const struct mft_bus_record *rec)
                             ov ? s(ov->compress) : "",
                             "mdn_mode",
                             mdn_mode,
+                            "attachments",
+                            attachments ? attachments : "",
                             "created_ms",
                             created,
                             "attempt",
@@ -401,8 +475,7 @@ store_down:
     else
         rc = accept_failed(eg, uuid, request_id, ev, &err);
 out:
-    if (map_len)
-        munmap((void *)map, map_len);
+    free(attachments);
     mft_store_free_list(kv, nkv);
     mft_registry_unref(reg);
     if (ev)
@@ -511,7 +584,9 @@ static void as2_headers(struct attempt *a, const struct mft_as2_message *msg, co
     if (msg->content_disposition)
         H("Content-Disposition: %s", msg->content_disposition);
     H("Content-Transfer-Encoding: %s", msg->transfer_encoding);
-    H("EDIINT-Features: AS2-Reliability");
+    H("EDIINT-Features: %s", *mft_store_kv(a->kv, a->nkv, "attachments")
+                                 ? "multiple-attachments, AS2-Reliability"
+                                 : "AS2-Reliability");
     if (strcmp(mdn_mode, "none") != 0) {
         H("Disposition-Notification-To: %s",
           strcmp(mdn_mode, "async") == 0 ? st->async_mdn_url : st->as2_id);
@@ -577,6 +652,51 @@ static void kept_close_all(void)
     }
 }
 
+/*
+ * Maps the message's documents: the payload, then the attachments the record
+ * lists. parts[i] borrow their names from the record and from *attachments
+ * (decref it after); mapped parts are unmapped by the caller, also on failure.
+ * Returns 0, or -1 with why (STORAGE).
+ */
+static int map_parts(struct attempt *a, struct mft_as2_part *parts, size_t *n, json_t **attachments,
+                     struct mft_err *why)
+{
+    const unsigned char *p;
+    size_t len;
+    *n = 0;
+    *attachments = NULL;
+    if (map_uri(mft_store_kv(a->kv, a->nkv, "payload_uri"), &p, &len, why) < 0)
+        return -1;
+    parts[(*n)++] = (struct mft_as2_part){p, len, mft_store_kv(a->kv, a->nkv, "filename"),
+                                          mft_store_kv(a->kv, a->nkv, "content_type")};
+    const char *list = mft_store_kv(a->kv, a->nkv, "attachments");
+    if (!*list)
+        return 0;
+    *attachments = json_loads(list, 0, NULL);
+    if (!json_is_array(*attachments))
+        return mft_err_set(why, MFT_E_STORAGE, "the record's attachment list is not readable");
+    for (size_t i = 0; i < json_array_size(*attachments) && *n < MFT_AS2_MAX_PARTS; i++) {
+        const json_t *at = json_array_get(*attachments, i);
+        const char *uri = json_string_value(json_object_get(at, "uri"));
+        if (!uri)
+            return mft_err_set(why, MFT_E_STORAGE, "attachment %zu has no URI", i + 1);
+        if (map_uri(uri, &p, &len, why) < 0)
+            return mft_err_detail(why, "attachment %zu", i + 1);
+        parts[(*n)++] =
+            (struct mft_as2_part){p, len, json_string_value(json_object_get(at, "filename")),
+                                  json_string_value(json_object_get(at, "content_type"))};
+        /* the claim was checked at acceptance; the file must not have changed */
+        char sha[65];
+        sha256_hex(p, len, sha);
+        const char *want = json_string_value(json_object_get(at, "sha256"));
+        if (want && strcmp(want, sha) != 0)
+            return mft_err_set(why, MFT_E_STORAGE,
+                               "attachment %zu changed since the request was accepted (%s)", i + 1,
+                               uri);
+    }
+    return 0;
+}
+
 static void attempt_run(struct egress *eg, const char *uuid)
 {
     struct attempt a = {.eg = eg, .uuid = uuid};
@@ -585,8 +705,9 @@ static void attempt_run(struct egress *eg, const char *uuid)
     struct mft_httpc_response resp;
     struct mft_tls_facts facts;
     struct mft_err err;
-    const unsigned char *payload = NULL;
-    size_t payload_len = 0;
+    struct mft_as2_part parts[MFT_AS2_MAX_PARTS];
+    size_t n_parts = 0;
+    json_t *attachments = NULL;
     char bufs[24][1200];
     const char *hdr[25];
 
@@ -648,13 +769,12 @@ static void attempt_run(struct egress *eg, const char *uuid)
 
     struct mft_err why;
     mft_err_clear(&why);
-    if (map_uri(mft_store_kv(a.kv, a.nkv, "payload_uri"), &payload, &payload_len, &why) < 0) {
+    if (map_parts(&a, parts, &n_parts, &attachments, &why) < 0) {
         fail(&a, &why, 0, NULL);
         goto out;
     }
-    if (mft_as2_build(payload, payload_len, mft_store_kv(a.kv, a.nkv, "filename"),
-                      mft_store_kv(a.kv, a.nkv, "content_type"), &a.p->station->signing,
-                      a.p->encryption_cert, &o, &msg, &why) < 0) {
+    if (mft_as2_build_parts(parts, n_parts, &a.p->station->signing, a.p->encryption_cert, &o, &msg,
+                            &why) < 0) {
         fail(&a, &why, 0, NULL);
         goto out;
     }
@@ -758,8 +878,10 @@ static void attempt_run(struct egress *eg, const char *uuid)
         mft_info("send.delivered", "message delivered", "message_id", uuid, "partner",
                  a.m.partner_id, "disposition", res.disposition);
 out:
-    if (payload_len)
-        munmap((void *)payload, payload_len);
+    for (size_t i = 0; i < n_parts; i++)
+        if (parts[i].len)
+            munmap((void *)parts[i].data, parts[i].len);
+    json_decref(attachments);
     mft_httpc_response_free(&resp);
     mft_as2_message_free(&msg);
     mft_store_free_list(a.kv, a.nkv);

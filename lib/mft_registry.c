@@ -741,6 +741,7 @@ static int parse_send(const json_t *send, struct mft_partner *p, const char *rec
     if (send_bool(obj, "old_micalg_names", 0, &s->old_micalg_names, rec, err) != 0 ||
         send_bool(obj, "cms_algorithm_protection", 1, &s->alg_protection, rec, err) != 0 ||
         send_bool(obj, "content_length", 0, &s->content_length, rec, err) != 0 ||
+        send_bool(obj, "multiple_attachments", 0, &s->multiple_attachments, rec, err) != 0 ||
         send_bool(obj, "mdn_signed", 1, &s->mdn_signed, rec, err) != 0 ||
         send_long(obj, "mdn_timeout_s", 3600, SEND_MDN_TIMEOUT_MAX, &s->mdn_timeout_s, rec, err) !=
             0 ||

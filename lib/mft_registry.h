@@ -72,6 +72,7 @@ struct mft_partner_send {
     int old_micalg_names;     /* "sha1" instead of "sha-1" (RFC 3851 partners) */
     int alg_protection;       /* RFC 6211 CMSAlgorithmProtection in our signatures (default 1) */
     int content_length;       /* send Content-Length instead of chunked */
+    int multiple_attachments; /* the partner takes several documents in one message */
     enum mft_mdn_request mdn; /* sync (default), async, none */
     int mdn_signed;           /* ask for a signed MDN (default 1) */
     long mdn_timeout_s;       /* async MDN deadline (default 3600) */

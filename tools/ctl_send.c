@@ -1,7 +1,9 @@
 /*
  * ctl_send — `mftctl send --partner P FILE`: asks the gateway to send a file,
  * exactly as an application would: publishes SendRequested on
- * mft.outbound.v1 (key = partner id). A file of at most --inline-max bytes
+ * mft.outbound.v1 (key = partner id). Further FILEs travel in the same
+ * message as attachments (EDIINT multiple-attachments), always as claim
+ * checks in the payload store. A first file of at most --inline-max bytes
  * (default 1 MiB) travels inline; a larger one is written to the payload
  * store (MFT_PAYLOAD_DIR, fsync'd) and sent as a claim check. Prints the
  * request id. With --wait SECONDS it then follows mft.status.v1 and prints
@@ -28,8 +30,8 @@ static void fail_msg(const char *what, const struct mft_err *err)
             err->message, err->detail);
 }
 
-/* Copies path into the payload store as <uuid>/payload, streaming. */
-static int store_file(const char *dir, const char *path, const char *uuid,
+/* Copies path into the payload store as <uuid>/<name>, streaming. */
+static int store_file(const char *dir, const char *path, const char *uuid, const char *name,
                       struct mft_payload_ref *ref, struct mft_err *err)
 {
     struct mft_payload_store *ps = NULL;
@@ -37,7 +39,7 @@ static int store_file(const char *dir, const char *path, const char *uuid,
     FILE *f = NULL;
     int rc = -1;
     static unsigned char buf[1 << 16];
-    if (mft_payload_open(dir, &ps, err) < 0 || mft_payload_begin(ps, uuid, "payload", &w, err) < 0)
+    if (mft_payload_open(dir, &ps, err) < 0 || mft_payload_begin(ps, uuid, name, &w, err) < 0)
         goto out;
     if (!(f = fopen(path, "rb"))) {
         mft_err_set(err, MFT_E_STORAGE, "cannot read %s: %s", path, strerror(errno));
@@ -110,6 +112,8 @@ static int wait_for(const char *brokers, const char *request_id, long seconds)
 int ctl_send(const struct mft_cfg_var *vars, int argc, char **argv)
 {
     const char *station = "", *partner = NULL, *file = NULL, *rid = NULL, *corr = "";
+    const char *more[16];
+    size_t n_more = 0;
     const char *ctype = "", *as = NULL, *sign = "", *enc = "", *cmp = "", *mdn = "", *subj = "";
     long wait_s = 0;
     unsigned long long inline_max = 1u << 20;
@@ -152,13 +156,16 @@ int ctl_send(const struct mft_cfg_var *vars, int argc, char **argv)
             i++;
         } else if (!file && a[0] != '-') {
             file = a;
+        } else if (file && a[0] != '-' && n_more < sizeof(more) / sizeof(more[0]) - 1) {
+            more[n_more++] = a; /* at most 16 documents in all */
         } else {
             fprintf(stderr, "mftctl send: unexpected argument \"%s\"\n", a);
             return 2;
         }
     }
     if (!partner || !file || wait_s < 0) {
-        fprintf(stderr, "usage: mftctl send --partner ID [--station ID] FILE [--wait SECONDS]\n");
+        fprintf(stderr,
+                "usage: mftctl send --partner ID [--station ID] FILE [FILE...] [--wait SECONDS]\n");
         return 2;
     }
     struct stat st;
@@ -214,7 +221,8 @@ int ctl_send(const struct mft_cfg_var *vars, int argc, char **argv)
         ev.inline_payload.data = data;
         ev.inline_payload.len = (size_t)st.st_size;
     } else {
-        if (store_file(mft_cfg_get(vars, "MFT_PAYLOAD_DIR"), file, uuid, &ref, &err) < 0) {
+        if (store_file(mft_cfg_get(vars, "MFT_PAYLOAD_DIR"), file, uuid, "payload", &ref, &err) <
+            0) {
             fail_msg("payload store", &err);
             return 1;
         }
@@ -224,6 +232,28 @@ int ctl_send(const struct mft_cfg_var *vars, int argc, char **argv)
         ref_ev.filename = (char *)base;
         ev.payload = &ref_ev;
     }
+    Mft__V1__PayloadRef att[16], *att_ptrs[16];
+    struct mft_payload_ref att_ref[16];
+    for (size_t i = 0; i < n_more; i++) {
+        char name[32];
+        const char *b = strrchr(more[i], '/');
+        snprintf(name, sizeof(name), "attachment-%zu", i + 1);
+        if (store_file(mft_cfg_get(vars, "MFT_PAYLOAD_DIR"), more[i], uuid, name, &att_ref[i],
+                       &err) < 0) {
+            fail_msg(more[i], &err);
+            free(data);
+            return 1;
+        }
+        mft__v1__payload_ref__init(&att[i]);
+        att[i].uri = att_ref[i].uri;
+        att[i].size = att_ref[i].size;
+        att[i].sha256 = att_ref[i].sha256;
+        att[i].filename = (char *)(b ? b + 1 : more[i]);
+        att[i].content_type = (char *)ctype;
+        att_ptrs[i] = &att[i];
+    }
+    ev.attachments = n_more ? att_ptrs : NULL;
+    ev.n_attachments = n_more;
     size_t len = mft__v1__send_requested__get_packed_size(&ev);
     unsigned char *buf = malloc(len ? len : 1);
     struct mft_bus *bus = NULL;

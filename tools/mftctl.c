@@ -284,6 +284,7 @@ static json_t *send_view(const json_t *send, time_t *earliest)
                                           "old_micalg_names",
                                           "cms_algorithm_protection",
                                           "content_length",
+                                          "multiple_attachments",
                                           "mdn",
                                           "mdn_signed",
                                           "mdn_timeout_s",
@@ -1111,6 +1112,7 @@ static json_t *send_record(struct apply *a, const json_t *spec, const char *ppat
                                           "old_micalg_names",
                                           "cms_algorithm_protection",
                                           "content_length",
+                                          "multiple_attachments",
                                           "mdn",
                                           "mdn_signed",
                                           "mdn_timeout_s",
@@ -1130,7 +1132,7 @@ static json_t *send_record(struct apply *a, const json_t *spec, const char *ppat
     char path[128], sub[160];
     char sign[16] = "sha256", cipher[32] = "aes-256-cbc";
     const char *kt = "rsa-pkcs1", *compress = "none", *cte = "binary", *mdn = "sync", *w;
-    int errors_before = a->errors, https = -1, old_micalg = 0, clen = 0, mdn_signed = 1,
+    int errors_before = a->errors, https = -1, old_micalg = 0, clen = 0, multi = 0, mdn_signed = 1,
         alg_protect = 1;
     long mdn_timeout = 3600, timeout = 120, attempts = 10, retry_base = 30, retry_max = 3600;
     json_t *rec = NULL, *certs = NULL, *cas = NULL, *pins = json_array();
@@ -1211,6 +1213,7 @@ static json_t *send_record(struct apply *a, const json_t *spec, const char *ppat
     bool_member(a, spec, path, "old_micalg_names", &old_micalg);
     bool_member(a, spec, path, "cms_algorithm_protection", &alg_protect);
     bool_member(a, spec, path, "content_length", &clen);
+    bool_member(a, spec, path, "multiple_attachments", &multi);
     bool_member(a, spec, path, "mdn_signed", &mdn_signed);
     long_member(a, spec, path, "mdn_timeout_s", SEND_MDN_TIMEOUT_MAX, &mdn_timeout);
     long_member(a, spec, path, "timeout_s", SEND_TIMEOUT_MAX, &timeout);
@@ -1251,16 +1254,16 @@ static json_t *send_record(struct apply *a, const json_t *spec, const char *ppat
              pid);
     if (a->errors != errors_before || !url)
         goto out;
-    rec = json_pack("{s:s, s:O, s:O, s:O, s:s, s:s, s:s, s:s, s:s, s:b, s:b, s:b, s:s, s:b, s:I, "
-                    "s:I, s:I, s:I, s:I}",
+    rec = json_pack("{s:s, s:O, s:O, s:O, s:s, s:s, s:s, s:s, s:s, s:b, s:b, s:b, s:b, s:s, s:b, "
+                    "s:I, s:I, s:I, s:I, s:I}",
                     "url", url, "tls_server_certs", certs, "tls_server_cas", cas, "tls_server_pins",
                     pins, "sign", sign[0] ? sign : "none", "encrypt", cipher[0] ? cipher : "none",
                     "key_transport", kt, "compress", compress, "transfer_encoding", cte,
                     "old_micalg_names", old_micalg, "cms_algorithm_protection", alg_protect,
-                    "content_length", clen, "mdn", mdn, "mdn_signed", mdn_signed, "mdn_timeout_s",
-                    (json_int_t)mdn_timeout, "timeout_s", (json_int_t)timeout, "max_attempts",
-                    (json_int_t)attempts, "retry_base_s", (json_int_t)retry_base, "retry_max_s",
-                    (json_int_t)retry_max);
+                    "content_length", clen, "multiple_attachments", multi, "mdn", mdn, "mdn_signed",
+                    mdn_signed, "mdn_timeout_s", (json_int_t)mdn_timeout, "timeout_s",
+                    (json_int_t)timeout, "max_attempts", (json_int_t)attempts, "retry_base_s",
+                    (json_int_t)retry_base, "retry_max_s", (json_int_t)retry_max);
     if (!rec)
         aerr(a, path, "out of memory");
 out:

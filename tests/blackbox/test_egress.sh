@@ -54,7 +54,7 @@ stations = [{"id": "acme", "as2_id": "ACME", "signing": kp("acme-signing"),
              "async_mdn_url": HTTPS}]
 partners = []
 receivers = {"globex": {}, "hooli": {}, "flaky": {}, "micmm": {}, "slowpoke": {},
-             "wrongsig": {}, "strict": {"require_encryption": True}}
+             "wrongsig": {}, "strict": {"require_encryption": True}, "multi": {}}
 for sid, policy in receivers.items():
     stations.append({"id": sid, "as2_id": sid.upper(), "signing": kp("globex-signing"),
                      "encryption": [kp("globex-encryption")], "tls": kp("globex-tls"),
@@ -83,6 +83,7 @@ out("micmm", MOCK + "/micmismatch", mdn_signed=False)
 out("slowpoke", MOCK + "/slow", timeout_s=5)
 out("wrongsig", HTTPS, signing_cert=f"{K}/initech-signing.crt")
 out("strict", HTTPS)
+out("multi", HTTPS, multiple_attachments=True)
 out("down", f"https://localhost:{DEAD}/as2", max_attempts=2)
 out("hang", MOCK + "/hang", timeout_s=2, max_attempts=1)
 out("reject400", MOCK + "/400")
@@ -166,6 +167,29 @@ check_eq "matrix: states of a sync request" "queued sending delivered" \
 check_match "matrix: states of an async request" '^queued sending (sent delivered|delivered sent)$' \
   "$($OB states "$STACK_DIR/status.jsonl" mx-1)"
 check_match "matrix: the server certificate is reported" "CN=localhost" "$(field mx-5 tls_server.subject)"
+
+# --- several documents in one message (EDIINT multiple-attachments) --------
+printf '<invoice id="1"/>\n' >"$STACK_DIR/invoice.xml"
+send m-multi multi "$STACK_DIR/order.edi" "$STACK_DIR/blob.bin" "$STACK_DIR/invoice.xml"
+send m-refused globex "$STACK_DIR/order.edi" "$STACK_DIR/invoice.xml"
+wait_final 60 m-multi m-refused || not_ok "attachments: no final state in 60 s"
+check_eq "attachments: delivered as one message" delivered "$(field m-multi state)"
+inbound
+m_mid=$(field m-multi as2_message_id); m_mid=${m_mid#<}; m_mid=${m_mid%>}
+EVQ="python3 $ROOT/tests/lib/events.py"
+i=0
+for f in order.edi blob.bin invoice.xml; do
+  check_eq "attachments: the receiver got $f as payload $i, same bytes" \
+    "$f $(sha256sum "$STACK_DIR/$f" | cut -c1-64)" \
+    "$($EVQ get "event.payloads.$i.filename" event.as2_message_id="$m_mid" <"$STACK_DIR/inbound.jsonl") $($EVQ get "event.payloads.$i.sha256" event.as2_message_id="$m_mid" <"$STACK_DIR/inbound.jsonl")"
+  i=$((i + 1))
+done
+check_eq "attachments: one MessageReceived for the three" 1 \
+  "$($EVQ count event.as2_message_id="$m_mid" <"$STACK_DIR/inbound.jsonl")"
+# a partner without multiple_attachments: refused at once, saying why
+check_eq "attachments to a partner that does not take them: failed" failed "$(field m-refused state)"
+check_eq "... with CONFIG" CONFIG "$(field m-refused error.kind)"
+check_match "... naming the setting" multiple_attachments "$(field m-refused error.remedy)"
 
 # --- 2. failures ------------------------------------------------------------
 send f-flaky flaky "$STACK_DIR/order.edi"
