@@ -16,6 +16,8 @@
  * --reuse 0 opens a new TLS connection for every request instead (the
  * reference for a sender without connection reuse).
  */
+#include "loadstat.h"
+
 #include <curl/curl.h>
 
 #include <errno.h>
@@ -61,13 +63,6 @@ static atomic_long issued;
 static atomic_long dumped;
 static double deadline;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -85,17 +80,6 @@ static void usage(FILE *f)
             "                     resumption) for every request, as mft-egress does (default 1)\n"
             "Prints one JSON object: requests, successes, failures, seconds, msgs_per_s,\n"
             "p50_ms, p99_ms, max_ms, connections.\n");
-}
-
-static int parse_long(const char *s, long *out)
-{
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || !end || *end || v < 0)
-        return -1;
-    *out = v;
-    return 0;
 }
 
 static int parse_args(int argc, char **argv, struct opts *o)
@@ -149,14 +133,15 @@ static int parse_args(int argc, char **argv, struct opts *o)
         else if (strcmp(a, "--dump") == 0)
             o->dump_dir = v;
         else if (strcmp(a, "--dump-count") == 0)
-            ok = parse_long(v, &o->dump) == 0 && o->dump <= MAX_DUMP;
+            ok = bench_parse_long(v, &o->dump) == 0 && o->dump <= MAX_DUMP;
         else if (strcmp(a, "--reuse") == 0)
-            ok = parse_long(v, &o->reuse) == 0 && o->reuse <= 1;
+            ok = bench_parse_long(v, &o->reuse) == 0 && o->reuse <= 1;
         else if (strcmp(a, "--threads") == 0)
-            ok = parse_long(v, &o->threads) == 0 && o->threads >= 1 && o->threads <= MAX_THREADS;
+            ok = bench_parse_long(v, &o->threads) == 0 && o->threads >= 1 &&
+                 o->threads <= MAX_THREADS;
         else if (strcmp(a, "--count") == 0)
-            ok =
-                parse_long(v, &o->max_count) == 0 && o->max_count >= 1 && o->max_count <= 100000000;
+            ok = bench_parse_long(v, &o->max_count) == 0 && o->max_count >= 1 &&
+                 o->max_count <= 100000000;
         else if (strcmp(a, "--seconds") == 0) {
             char *end = NULL;
             o->seconds = strtod(v, &end);
@@ -323,7 +308,7 @@ static void *work(void *arg)
     }
 
     unsigned long long seq = 0;
-    while (now_s() < deadline && atomic_fetch_add(&issued, 1) < o->max_count) {
+    while (bench_now_s() < deadline && atomic_fetch_add(&issued, 1) < o->max_count) {
         struct curl_slist *hs = NULL;
         snprintf(line, sizeof(line), "Message-ID: <bench-%ld-%d-%llu@as2load.example>",
                  (long)getpid(), w->index, ++seq);
@@ -334,9 +319,9 @@ static void *work(void *arg)
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, hs);
         body.len = hdr.len = 0;
         errbuf[0] = '\0';
-        double t0 = now_s();
+        double t0 = bench_now_s();
         CURLcode cc = curl_easy_perform(h);
-        double ms = (now_s() - t0) * 1000.0;
+        double ms = (bench_now_s() - t0) * 1000.0;
         curl_slist_free_all(hs);
         w->requests++;
         if (w->n_lat == w->cap_lat) {
@@ -378,20 +363,6 @@ static void *work(void *arg)
     return NULL;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double percentile(const double *sorted, size_t n, double p)
-{
-    if (n == 0)
-        return 0;
-    size_t i = (size_t)(p * (double)(n - 1) + 0.5);
-    return sorted[i < n ? i : n - 1];
-}
-
 int main(int argc, char **argv)
 {
     struct opts o;
@@ -423,7 +394,7 @@ int main(int argc, char **argv)
         ws[i].body = body;
         ws[i].body_len = body_len;
     }
-    double t0 = now_s();
+    double t0 = bench_now_s();
     deadline = t0 + o.seconds;
     long started = 0;
     for (; started < o.threads; started++)
@@ -433,7 +404,7 @@ int main(int argc, char **argv)
         }
     for (long i = 0; i < started; i++)
         pthread_join(ws[i].tid, NULL);
-    double secs = now_s() - t0;
+    double secs = bench_now_s() - t0;
 
     long req = 0, succ = 0, ce = 0, he = 0, me = 0, conns = 0;
     size_t n = 0;
@@ -456,7 +427,7 @@ int main(int argc, char **argv)
         memcpy(all + k, ws[i].lat_ms, ws[i].n_lat * sizeof(double));
         k += ws[i].n_lat;
     }
-    qsort(all, n, sizeof(double), cmp_double);
+    bench_sort(all, n);
     double mean = 0;
     for (size_t i = 0; i < n; i++)
         mean += all[i];
@@ -475,8 +446,9 @@ int main(int argc, char **argv)
            "\"p99_ms\": %.2f, \"max_ms\": %.2f, \"mean_ms\": %.2f, \"connections\": %ld, "
            "\"first_error\": \"%s\"}\n",
            (long)started, body_len, req, succ, req - succ, ce, he, me, secs,
-           secs > 0 ? (double)succ / secs : 0, percentile(all, n, 0.50), percentile(all, n, 0.90),
-           percentile(all, n, 0.99), n ? all[n - 1] : 0, mean, conns, err_json);
+           secs > 0 ? (double)succ / secs : 0, bench_percentile(all, n, 0.50),
+           bench_percentile(all, n, 0.90), bench_percentile(all, n, 0.99), n ? all[n - 1] : 0, mean,
+           conns, err_json);
     rc = started == o.threads ? 0 : 1;
 out_curl:
     curl_global_cleanup();

@@ -36,6 +36,8 @@
 #include "mft_time.h"
 #include "mft/v1/events.pb-c.h"
 
+#include "loadstat.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -244,20 +246,6 @@ static void *consumer_main(void *arg)
     return NULL;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double pct(const double *v, size_t n, double p)
-{
-    if (!n)
-        return 0;
-    size_t k = (size_t)(p / 100.0 * (double)(n - 1) + 0.5);
-    return v[k < n ? k : n - 1];
-}
-
 /* Prints "name_p50_ms":..,"name_p99_ms":.. for the values that pick() gives (>= 0). */
 static void print_split(const char *name, double (*pick)(const struct req *), int with_max)
 {
@@ -269,9 +257,9 @@ static void print_split(const char *name, double (*pick)(const struct req *), in
             v[n++] = x;
     }
     if (v)
-        qsort(v, n, sizeof(double), cmp_double);
-    printf(",\"%s_p50_ms\":%.1f,\"%s_p99_ms\":%.1f", name, v ? pct(v, n, 50) : 0, name,
-           v ? pct(v, n, 99) : 0);
+        bench_sort(v, n);
+    printf(",\"%s_p50_ms\":%.1f,\"%s_p99_ms\":%.1f", name, v ? bench_percentile(v, n, 0.50) : 0,
+           name, v ? bench_percentile(v, n, 0.99) : 0);
     if (with_max)
         printf(",\"%s_max_ms\":%.1f", name, n ? v[n - 1] : 0);
     free(v);
@@ -462,10 +450,10 @@ int main(int argc, char **argv)
             if (pick_e2e(&reqs[i]) >= 0)
                 v[n++] = pick_e2e(&reqs[i]);
         if (v)
-            qsort(v, n, sizeof(double), cmp_double);
+            bench_sort(v, n);
         printf(",\"p50_ms\":%.1f,\"p90_ms\":%.1f,\"p99_ms\":%.1f,\"max_ms\":%.1f",
-               v ? pct(v, n, 50) : 0, v ? pct(v, n, 90) : 0, v ? pct(v, n, 99) : 0,
-               n ? v[n - 1] : 0);
+               v ? bench_percentile(v, n, 0.50) : 0, v ? bench_percentile(v, n, 0.90) : 0,
+               v ? bench_percentile(v, n, 0.99) : 0, n ? v[n - 1] : 0);
         free(v);
     }
     print_split("obs", pick_obs, 0);

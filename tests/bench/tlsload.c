@@ -21,6 +21,8 @@
  * object: connections, successes, failures, handshakes_per_s, latency
  * percentiles, resumed (always 0), and what the first connection negotiated.
  */
+#include "loadstat.h"
+
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -67,13 +69,6 @@ static const char request[] = "POST / HTTP/1.1\r\n"
                               "Connection: close\r\n"
                               "\r\n";
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void usage(FILE *f)
 {
     fprintf(f, "usage: mft-tlsload --port PORT --cacert FILE [options]\n"
@@ -90,17 +85,6 @@ static void usage(FILE *f)
                "Prints one JSON object: connections, successes, failures, seconds,\n"
                "handshakes_per_s, p50_ms, p90_ms, p99_ms, max_ms, resumed, negotiated,\n"
                "first_error.\n");
-}
-
-static int parse_long(const char *s, long *out)
-{
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || !end || *end || v < 0)
-        return -1;
-    *out = v;
-    return 0;
 }
 
 static int parse_args(int argc, char **argv, struct opts *o)
@@ -137,11 +121,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
         else if (strcmp(a, "--groups") == 0)
             o->groups = v;
         else if (strcmp(a, "--port") == 0)
-            ok = parse_long(v, &o->port) == 0 && o->port >= 1 && o->port <= 65535;
+            ok = bench_parse_long(v, &o->port) == 0 && o->port >= 1 && o->port <= 65535;
         else if (strcmp(a, "--threads") == 0)
-            ok = parse_long(v, &o->threads) == 0 && o->threads >= 1 && o->threads <= MAX_THREADS;
+            ok = bench_parse_long(v, &o->threads) == 0 && o->threads >= 1 &&
+                 o->threads <= MAX_THREADS;
         else if (strcmp(a, "--count") == 0)
-            ok = parse_long(v, &o->max_count) == 0 && o->max_count >= 1;
+            ok = bench_parse_long(v, &o->max_count) == 0 && o->max_count >= 1;
         else if (strcmp(a, "--seconds") == 0) {
             char *end = NULL;
             o->seconds = strtod(v, &end);
@@ -276,8 +261,8 @@ out:
 static void *work(void *arg)
 {
     struct worker *w = arg;
-    while (now_s() < deadline && atomic_fetch_add(&issued, 1) < w->o->max_count) {
-        double t0 = now_s();
+    while (bench_now_s() < deadline && atomic_fetch_add(&issued, 1) < w->o->max_count) {
+        double t0 = bench_now_s();
         int trace = w->index == 0 && w->successes == 0;
         w->attempts++;
         if (one(w, trace) < 0)
@@ -291,23 +276,9 @@ static void *work(void *arg)
             w->lat_ms = p;
             w->cap_lat = cap;
         }
-        w->lat_ms[w->n_lat++] = (now_s() - t0) * 1000.0;
+        w->lat_ms[w->n_lat++] = (bench_now_s() - t0) * 1000.0;
     }
     return NULL;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double percentile(const double *sorted, size_t n, double p)
-{
-    if (n == 0)
-        return 0;
-    size_t i = (size_t)(p * (double)(n - 1) + 0.5);
-    return sorted[i < n ? i : n - 1];
 }
 
 /* The client context: TLS 1.3 only, the server verified against --cacert,
@@ -355,7 +326,7 @@ int main(int argc, char **argv)
         ws[i].o = &o;
         ws[i].ctx = ctx;
     }
-    double t0 = now_s();
+    double t0 = bench_now_s();
     deadline = t0 + o.seconds;
     long started = 0;
     for (; started < o.threads; started++)
@@ -365,7 +336,7 @@ int main(int argc, char **argv)
         }
     for (long i = 0; i < started; i++)
         pthread_join(ws[i].tid, NULL);
-    double secs = now_s() - t0;
+    double secs = bench_now_s() - t0;
 
     long att = 0, succ = 0, resumed = 0;
     size_t n = 0;
@@ -385,7 +356,7 @@ int main(int argc, char **argv)
         memcpy(all + k, ws[i].lat_ms, ws[i].n_lat * sizeof(double));
         k += ws[i].n_lat;
     }
-    qsort(all, n, sizeof(double), cmp_double);
+    bench_sort(all, n);
 
     /* the first error as a JSON string: printable ASCII, quotes and backslashes dropped */
     char err_json[300];
@@ -399,8 +370,8 @@ int main(int argc, char **argv)
            "\"p99_ms\": %.2f, \"max_ms\": %.2f, \"resumed\": %ld, \"negotiated\": \"%s\", "
            "\"first_error\": \"%s\"}\n",
            (long)started, att, succ, att - succ, secs, secs > 0 ? (double)succ / secs : 0,
-           percentile(all, n, 0.50), percentile(all, n, 0.90), percentile(all, n, 0.99),
-           n ? all[n - 1] : 0, resumed, ws[0].negotiated, err_json);
+           bench_percentile(all, n, 0.50), bench_percentile(all, n, 0.90),
+           bench_percentile(all, n, 0.99), n ? all[n - 1] : 0, resumed, ws[0].negotiated, err_json);
     rc = started == o.threads ? 0 : 1;
 out:
     if (ws)
