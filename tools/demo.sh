@@ -193,6 +193,31 @@ egress_send "11. ACME → GLOBEX with an asynchronous MDN (GLOBEX posts it back 
 egress_send "12. ACME → UMBRELLA, whose TLS server certificate ACME does not trust" \
   TLS_SERVER_UNTRUSTED --partner umbrella "$STACK_DIR/order.edi"
 
+# pre_flight PARTNER EXPECTED-VERDICT — mftctl test-connection: the TLS handshake
+# egress would make, without a message, and its verdict with the raw facts
+pre_flight() {
+  local out=$STACK_DIR/preflight-$1.json verdict
+  "$MFT_BIN/mftctl" test-connection "$1" -o json >"$out" 2>"$out.err"
+  python3 - "$out" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+t = r.get("tls") or {}
+pc = t.get("peer_certificate") or {}
+print(f"  {r['partner']} at {r['url']}: {r['verdict']} — {r.get('message', '')}")
+if r.get("remedy"):
+    print(f"    remedy: {r['remedy']}")
+print(f"    facts: offered {t.get('versions_offered')}, negotiated {t.get('version') or 'none'}, "
+      f"x509 {t.get('verify_code')} {t.get('verify_result', '')[:120]}")
+print(f"    server certificate: {pc.get('subject')} issued by {pc.get('issuer')}, names {pc.get('names')}")
+PY
+  verdict=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["verdict"])' "$out" 2>/dev/null)
+  [ "$verdict" = "$2" ] && good "test-connection $1: $verdict, as expected" ||
+    bad "test-connection $1: expected $2, got ${verdict:-nothing} ($(head -c 200 "$out.err"))"
+}
+bold "12b. Pre-flight checks of the outbound TLS connection (mftctl test-connection, no message sent)"
+pre_flight globex OK
+pre_flight umbrella TLS_SERVER_UNTRUSTED
+
 bold "13. What the gateway recorded: received (mftctl get messages) and sent (mftctl get sent)"
 "$MFT_BIN/mftctl" get messages | sed 's/^/  /'
 echo
