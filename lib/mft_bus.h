@@ -58,6 +58,8 @@ struct mft_bus_record {
     size_t n_headers;
     int partition;
     long long offset;
+    long long timestamp_ms; /* the record's Kafka timestamp (producer's create time), 0 if none */
+    long long polled_ms;    /* when mft_bus_consumer_poll returned it (mft_now_ms) */
 };
 
 struct mft_bus_consumer;
