@@ -254,6 +254,7 @@ int send_accept(struct egress *eg, const struct mft_bus_record *rec)
     int rc = -1;
     char *attachments = NULL;
 
+    long long t_start = mft_now_ms(), t_claimed = 0, t_stored = 0;
     mft_err_clear(&err);
     mft_err_clear(&why);
     mft_uuid4(uuid);
@@ -285,6 +286,7 @@ int send_accept(struct egress *eg, const struct mft_bus_record *rec)
                                       sizeof(existing), &err);
     if (claimed < 0)
         goto store_down;
+    t_claimed = mft_now_ms();
     if (claimed == 0) {
         int g = mft_store_out_get(eg->store, existing, &kv, &nkv, &err);
         if (g < 0)
@@ -386,6 +388,7 @@ int send_accept(struct egress *eg, const struct mft_bus_record *rec)
 
     char mid[300], created[32], size[32], fname[256], as2_from[140], as2_to[140];
     long long now = mft_now_ms();
+    t_stored = now;
     snprintf(mid, sizeof(mid), "<mft-%s@%s>", uuid, eg->hostname);
     snprintf(created, sizeof(created), "%lld", now);
     snprintf(size, sizeof(size), "%llu", ref.size);
@@ -460,6 +463,18 @@ int send_accept(struct egress *eg, const struct mft_bus_record *rec)
         goto store_down;
     mft_info("send.queued", "message queued", "message_id", uuid, "request_id", request_id,
              "partner", p->id, "size", size);
+    if (mft_log_enabled(MFT_LOG_DEBUG)) { /* where acceptance spent its time */
+        char t[5][24];
+        snprintf(t[0], sizeof(t[0]), "%lld",
+                 rec->timestamp_ms ? rec->polled_ms - rec->timestamp_ms : -1);
+        snprintf(t[1], sizeof(t[1]), "%lld", t_start - rec->polled_ms);
+        snprintf(t[2], sizeof(t[2]), "%lld", t_claimed - t_start);
+        snprintf(t[3], sizeof(t[3]), "%lld", t_stored - t_claimed);
+        snprintf(t[4], sizeof(t[4]), "%lld", mft_now_ms() - t_stored);
+        mft_debug("send.accept_timing", "acceptance stages (ms)", "request_id", request_id,
+                  "produce_to_poll", t[0], "poll_to_accept", t[1], "claim", t[2], "payload", t[3],
+                  "record", t[4]);
+    }
     mft_metric_inc("mft_egress_requests_total", "result=\"queued\"");
     egress_wake(eg);
     rc = 0;
@@ -710,6 +725,7 @@ static void attempt_run(struct egress *eg, const char *uuid)
     json_t *attachments = NULL;
     char bufs[24][1200];
     const char *hdr[25];
+    long long t_take = mft_now_ms(), t_built = 0, t_sending = 0, t_posted = 0;
 
     memset(&msg, 0, sizeof(msg));
     memset(&resp, 0, sizeof(resp));
@@ -780,6 +796,7 @@ static void attempt_run(struct egress *eg, const char *uuid)
     }
     snprintf(a.mic, sizeof(a.mic), "%s", msg.mic_b64);
     snprintf(a.mic_alg, sizeof(a.mic_alg), "%s", msg.mic_alg);
+    t_built = mft_now_ms();
 
     const char *extra[] = {"mdn_signed_requested", mdn_signed ? "1" : "0", NULL};
     struct mft_outbox_change sending = {.state = MFT_OUT_SENDING,
@@ -789,6 +806,7 @@ static void attempt_run(struct egress *eg, const char *uuid)
                                         .extra = extra};
     if (record_change(eg, &a.m, &sending) < 0)
         goto out; /* the lease brings it back */
+    t_sending = mft_now_ms();
 
     as2_headers(&a, &msg, mdn_mode, mdn_signed, o.sign_md, bufs, hdr);
     /* trust, client identity (parsed once, in the registry) and TLS policy:
@@ -811,6 +829,7 @@ static void attempt_run(struct egress *eg, const char *uuid)
     int posted =
         conn ? mft_httpc_post_on(conn, key, &rq, &resp, &why) : mft_httpc_post(&rq, &resp, &why);
     atomic_fetch_sub(&eg->inflight, 1);
+    t_posted = mft_now_ms();
     if (posted < 0) {
         mft_metric_inc("mft_egress_attempts_total", "result=\"transport\"");
         /* a TLS failure carries the handshake's raw facts into the event */
@@ -877,6 +896,18 @@ static void attempt_run(struct egress *eg, const char *uuid)
     else
         mft_info("send.delivered", "message delivered", "message_id", uuid, "partner",
                  a.m.partner_id, "disposition", res.disposition);
+    if (mft_log_enabled(MFT_LOG_DEBUG)) { /* where the attempt spent its time */
+        char t[5][24];
+        long long created = strtoll(mft_store_kv(a.kv, a.nkv, "created_ms"), NULL, 10);
+        snprintf(t[0], sizeof(t[0]), "%lld", created ? t_take - created : -1);
+        snprintf(t[1], sizeof(t[1]), "%lld", t_built - t_take);
+        snprintf(t[2], sizeof(t[2]), "%lld", t_sending - t_built);
+        snprintf(t[3], sizeof(t[3]), "%lld", t_posted - t_sending);
+        snprintf(t[4], sizeof(t[4]), "%lld", mft_now_ms() - t_posted);
+        mft_debug("send.attempt_timing", "attempt stages (ms)", "message_id", uuid,
+                  "queued_to_take", t[0], "build", t[1], "record_sending", t[2], "post", t[3],
+                  "record_final", t[4]);
+    }
 out:
     for (size_t i = 0; i < n_parts; i++)
         if (parts[i].len)

@@ -72,7 +72,7 @@ for f in acme globex; do
     die "mftctl apply $f.json failed: $(cat "$STACK_DIR/logs/apply.log")"
 done
 stack_ingress || die "mft-ingress did not start"
-stack_egress MFT_EGRESS_WORKERS="$WORKERS" || die "mft-egress did not start"
+stack_egress MFT_EGRESS_WORKERS="$WORKERS" MFT_LOG_LEVEL="${BENCH_EGRESS_LOG_LEVEL:-${MFT_LOG_LEVEL:-info}}" || die "mft-egress did not start"
 REDIS_PID=${STACK_PIDS[0]} BROKER_PID=${STACK_PIDS[1]}
 head -c 10240 /dev/urandom >"$STACK_DIR/payload-10k.bin"
 SHA=$(sha256sum "$STACK_DIR/payload-10k.bin" | cut -d' ' -f1)

@@ -33,6 +33,7 @@
  */
 #include "mft_bus.h"
 #include "mft_events.h"
+#include "mft_log.h"
 #include "mft_time.h"
 #include "mft/v1/events.pb-c.h"
 
@@ -382,6 +383,7 @@ int main(int argc, char **argv)
 {
     if (parse_args(argc, argv) < 0)
         return 2;
+    mft_log_init("egressload"); /* MFT_LOG_LEVEL=debug with MFT_KAFKA_DEBUG: librdkafka's view */
     if (read_payload(o.payload_file) < 0) {
         fprintf(stderr, "mft-egressload: cannot read %s\n", o.payload_file);
         return 1;
