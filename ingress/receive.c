@@ -330,7 +330,9 @@ static void peer_address_of(struct MHD_Connection *conn, char *out, size_t outle
 }
 
 /*
- * The TLS client certificate against the partner AS2-From names: it must be
+ * The connection against the partner AS2-From names: the version and suite
+ * its TLS policy permits (several partners may share a CA, and a partner
+ * without a certificate is known only now), then the TLS client certificate: it must be
  * one registered for that partner. A connection without one (possible only
  * when some partner's policy makes it optional) is that partner's only if its
  * own policy does; it is then identified by AS2-From alone. Returns 0, or -1
@@ -338,6 +340,11 @@ static void peer_address_of(struct MHD_Connection *conn, char *out, size_t outle
  */
 static int check_client_cert(struct request *rq)
 {
+    if (mft_tlssrv_conn_policy(rq->tls, &rq->partner->tls_policy, rq->partner->id, &rq->fail) < 0) {
+        rq->fail_status = 403;
+        mft_err_detail(&rq->fail, "AS2-From %s", rq->as2_from);
+        return -1;
+    }
     X509 *peer = mft_tlssrv_conn_peer(rq->tls);
     if (!peer) {
         if (rq->partner->tls_policy.client_cert_optional)

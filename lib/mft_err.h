@@ -37,6 +37,9 @@
       "it",                                                                                        \
       "the partner must configure its AS2 client to send the full chain, or register the "         \
       "intermediate CA")                                                                           \
+    X(TLS_CLIENT_KEY_MISMATCH,                                                                     \
+      "the client's TLS signature does not verify with its certificate's key",                     \
+      "the partner must configure the private key that belongs to its TLS client certificate")     \
     X(TLS_OUR_CERT_REJECTED, "the partner rejected our TLS certificate",                           \
       "send the partner the station's current TLS certificate and its CA; check its validity")     \
     X(TLS_OWN_KEY_MISMATCH, "our TLS certificate and private key do not match",                    \

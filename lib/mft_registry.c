@@ -21,6 +21,7 @@
 #include "mft_registry.h"
 #include "mft_secret.h"
 #include "mft_store.h"
+#include "mft_tls.h"
 #include "mft_x509.h"
 
 #include <ctype.h>
@@ -31,7 +32,6 @@
 #include <strings.h>
 
 #include <openssl/err.h>
-#include <openssl/ssl.h>
 
 #define MAX_ENCRYPTION (sizeof(((struct mft_station *)0)->encryption) / sizeof(struct mft_keypair))
 
@@ -380,45 +380,6 @@ static const struct {
 
 static const char *const tls_trust_names[] = {"any", "certificate", "ca", "pin", NULL};
 
-/* The IANA name without "_WITH" (GnuTLS drops it), upper case, into out. */
-static void cipher_norm(const char *in, char *out, size_t len)
-{
-    size_t o = 0;
-    for (size_t i = 0; in[i] && o + 1 < len; i++) {
-        if (strncmp(in + i, "_WITH_", 6) == 0)
-            i += 5; /* keep the second '_' */
-        out[o++] = (char)toupper((unsigned char)in[i]);
-    }
-    out[o] = '\0';
-}
-
-/* Returns 1 when OpenSSL knows the suite by its IANA name (TLS 1.2 or 1.3). */
-static int cipher_known(const char *iana)
-{
-    SSL_CTX *ctx = SSL_CTX_new(TLS_method());
-    int found = 0;
-    char want[64], have[64];
-    if (!ctx)
-        return 0;
-    cipher_norm(iana, want, sizeof(want));
-    SSL_CTX_set_security_level(ctx, 0);
-    if (SSL_CTX_set_cipher_list(ctx, "ALL:COMPLEMENTOFALL") == 1 &&
-        SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
-                                      "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_CCM_SHA256:"
-                                      "TLS_AES_128_CCM_8_SHA256") == 1) {
-        STACK_OF(SSL_CIPHER) *all = SSL_CTX_get_ciphers(ctx);
-        for (int i = 0; !found && i < sk_SSL_CIPHER_num(all); i++) {
-            const char *std = SSL_CIPHER_standard_name(sk_SSL_CIPHER_value(all, i));
-            if (!std)
-                continue;
-            cipher_norm(std, have, sizeof(have));
-            found = strcmp(want, have) == 0;
-        }
-    }
-    SSL_CTX_free(ctx);
-    return found;
-}
-
 static int tls_version_parse(const json_t *obj, const char *name, unsigned def, unsigned *out,
                              struct mft_err *err)
 {
@@ -475,12 +436,14 @@ int mft_tls_policy_parse(const json_t *obj, struct mft_tls_policy *out, struct m
                                MFT_TLS_POLICY_MAX_CIPHERS);
         for (size_t i = 0; i < json_array_size(v); i++) {
             const char *c = json_string_value(json_array_get(v, i));
-            if (!c || strlen(c) >= sizeof(out->ciphers[0]) || !cipher_known(c))
+            int id = c ? mft_tls_suite_id(c) : -1;
+            if (!c || strlen(c) >= sizeof(out->ciphers[0]) || id < 0)
                 return mft_err_set(err, MFT_E_CONFIG,
                                    "tls_policy.ciphers[%zu] is not a cipher suite this gateway "
                                    "knows (IANA names, e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, "
                                    "TLS_AES_256_GCM_SHA384)",
                                    i);
+            out->cipher_ids[out->n_ciphers] = (unsigned short)id;
             memcpy(out->ciphers[out->n_ciphers++], c, strlen(c) + 1);
         }
     }
@@ -518,17 +481,13 @@ void mft_tls_policy_versions(const struct mft_tls_policy *p, char *buf, size_t l
         snprintf(buf, len, "%s..%s", lo, hi);
 }
 
-int mft_tls_policy_allows_cipher(const struct mft_tls_policy *p, const char *iana_name)
+int mft_tls_policy_allows_suite(const struct mft_tls_policy *p, unsigned suite_id)
 {
-    char want[64], have[64];
     if (p->n_ciphers == 0)
         return 1;
-    cipher_norm(iana_name ? iana_name : "", want, sizeof(want));
-    for (size_t i = 0; i < p->n_ciphers; i++) {
-        cipher_norm(p->ciphers[i], have, sizeof(have));
-        if (strcmp(want, have) == 0)
+    for (size_t i = 0; i < p->n_ciphers; i++)
+        if (p->cipher_ids[i] == suite_id)
             return 1;
-    }
     return 0;
 }
 

@@ -105,6 +105,7 @@ struct mft_tls_policy {
     char ciphers[MFT_TLS_POLICY_MAX_CIPHERS][64]; /* IANA names ("TLS_AES_128_GCM_SHA256",
                                                      "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384");
                                                      none = the default suites */
+    unsigned short cipher_ids[MFT_TLS_POLICY_MAX_CIPHERS]; /* their IANA ids, same order */
     size_t n_ciphers;
     enum mft_tls_trust trust;
     int client_cert_optional; /* inbound: the partner may connect without a certificate */
@@ -119,9 +120,10 @@ int mft_tls_policy_parse(const struct json_t *obj, struct mft_tls_policy *out, s
 /* "TLSv1.2..TLSv1.3" (or "TLSv1.3" when min = max) into buf. */
 void mft_tls_policy_versions(const struct mft_tls_policy *p, char *buf, size_t len);
 
-/* Returns 1 when the IANA cipher-suite name is allowed by the policy (always
- * when it names none). GnuTLS spellings without "_WITH" are accepted. */
-int mft_tls_policy_allows_cipher(const struct mft_tls_policy *p, const char *iana_name);
+/* Returns 1 when the policy allows the cipher suite with this IANA id (always
+ * when it names none). Ids, not names: GnuTLS and OpenSSL spell suites
+ * differently ("..._CBC_SHA1" / "..._CBC_SHA"). */
+int mft_tls_policy_allows_suite(const struct mft_tls_policy *p, unsigned suite_id);
 
 struct mft_partner {
     char id[64];

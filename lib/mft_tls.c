@@ -4,9 +4,13 @@
 #include "mft_tls.h"
 #include "mft_time.h"
 
+#include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 
 void mft_tls_facts_init(struct mft_tls_facts *f, const char *direction)
@@ -161,4 +165,75 @@ int mft_tls_facts_detail(const struct mft_tls_facts *f, struct mft_err *err)
     if (f->local_cert.present || f->station_id[0])
         cert_detail(err, f->station_id[0] ? "our (station)" : "our", &f->local_cert);
     return -1;
+}
+
+/* ---- cipher suites by IANA id ------------------------------------------------ */
+
+/* Every suite OpenSSL knows (TLS 1.2 and 1.3), by IANA id: its standard name. */
+static struct {
+    unsigned id;
+    char name[64];
+} suites[512];
+static size_t n_suites;
+static pthread_once_t suites_once = PTHREAD_ONCE_INIT;
+
+static void suites_load(void)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+    if (!ctx)
+        return;
+    SSL_CTX_set_security_level(ctx, 0);
+    if (SSL_CTX_set_cipher_list(ctx, "ALL:COMPLEMENTOFALL") == 1 &&
+        SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
+                                      "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_CCM_SHA256:"
+                                      "TLS_AES_128_CCM_8_SHA256") == 1) {
+        STACK_OF(SSL_CIPHER) *all = SSL_CTX_get_ciphers(ctx);
+        for (int i = 0; i < sk_SSL_CIPHER_num(all) && n_suites < sizeof(suites) / sizeof(suites[0]);
+             i++) {
+            const SSL_CIPHER *ci = sk_SSL_CIPHER_value(all, i);
+            const char *std = SSL_CIPHER_standard_name(ci);
+            if (!std || strlen(std) >= sizeof(suites[0].name))
+                continue;
+            suites[n_suites].id = SSL_CIPHER_get_protocol_id(ci);
+            memcpy(suites[n_suites].name, std, strlen(std) + 1);
+            n_suites++;
+        }
+    }
+    SSL_CTX_free(ctx);
+}
+
+/* Upper case, "_WITH_" as "_": RFC 8446 names have no "WITH". */
+static void suite_norm(const char *in, char *out, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; in[i] && o + 1 < len; i++) {
+        if (strncasecmp(in + i, "_WITH_", 6) == 0)
+            i += 5; /* keep the second '_' */
+        out[o++] = (char)toupper((unsigned char)in[i]);
+    }
+    out[o] = '\0';
+}
+
+int mft_tls_suite_id(const char *iana_name)
+{
+    char want[64], have[64];
+    pthread_once(&suites_once, suites_load);
+    if (!iana_name || strlen(iana_name) >= sizeof(want))
+        return -1;
+    suite_norm(iana_name, want, sizeof(want));
+    for (size_t i = 0; i < n_suites; i++) {
+        suite_norm(suites[i].name, have, sizeof(have));
+        if (strcmp(want, have) == 0)
+            return (int)suites[i].id;
+    }
+    return -1;
+}
+
+const char *mft_tls_suite_name(unsigned id)
+{
+    pthread_once(&suites_once, suites_load);
+    for (size_t i = 0; i < n_suites; i++)
+        if (suites[i].id == id)
+            return suites[i].name;
+    return NULL;
 }

@@ -81,6 +81,14 @@ const char *mft_tls_alert_name(int code);
 /* A protocol version number (0x0303) as "TLSv1.2"; "" for 0, "unknown" else. */
 const char *mft_tls_version_name(unsigned version);
 
+/* The IANA id of a cipher suite named by its IANA name (TLS 1.2 names with or
+ * without "_WITH_", any case), or -1 when OpenSSL does not know it. */
+int mft_tls_suite_id(const char *iana_name);
+
+/* The IANA name of a cipher suite id (0x1301 -> "TLS_AES_128_GCM_SHA256"), or
+ * NULL. One table for both directions, so facts and policies use one naming. */
+const char *mft_tls_suite_name(unsigned id);
+
 /*
  * Appends the raw facts to err->detail as one "tls: key=value; ..." run
  * (direction, peer, SNI, versions, alerts with direction, verify result,

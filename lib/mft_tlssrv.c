@@ -59,6 +59,7 @@ struct station_cred {
     unsigned n_pcerts;
     gnutls_privkey_t key;
     gnutls_x509_crt_t leaf; /* for SNI matching */
+    unsigned type;          /* CERT_RSA or CERT_EC: the TLS 1.2 suites it can serve */
     char id[64];
     X509 *cert;             /* OpenSSL copies for the facts and the self-check */
     STACK_OF(X509) * chain; /* may be NULL */
@@ -123,15 +124,21 @@ struct mft_tlssrv_conn {
     struct mft_tls_facts f;
     struct rawin raw;
     unsigned offered_max, offered_min, legacy;
-    uint16_t suites[MAX_HELLO_SUITES];
+    uint16_t suites[MAX_HELLO_SUITES]; /* the first ones offered, for messages */
     unsigned n_suites, n_suites_total;
-    int hello_seen, our_cert_sent, cert_msg_seen, verify_ran, established, closed_write;
+    unsigned offered_uses; /* 1 << enum suite_use of every suite offered */
+    unsigned suite;        /* the suite we chose (IANA id, from our ServerHello) */
+    unsigned version;      /* the version negotiated (0x0303, 0x0304) */
+    int hello_seen, hello_v2, our_cert_sent, cert_msg_seen, verify_ran, established, closed_write;
+    int cv_seen, fin_seen;   /* the client's CertificateVerify, Finished arrived */
     const char *abort_where; /* our callback that ended the handshake */
     int abort_code;          /* the GnuTLS error it returned */
     struct mft_err fail;     /* kind OK unless our code refused the handshake */
+    int fail_alert;          /* the alert for it when not the kind's (refusal_alerts) */
     const struct station_cred *cred;
     size_t candidates[MAX_CANDIDATES]; /* partners the certificate identified */
     size_t n_candidates;
+    int candidates_overflow; /* more than MAX_CANDIDATES: the AS2 stage decides */
     X509 *peer;
     STACK_OF(X509) * peer_chain;
 };
@@ -395,7 +402,8 @@ int mft_tlssrv_update(struct mft_tlssrv *srv, const struct mft_registry *reg, st
         if (load_station_cred(st, cred, err) < 0)
             goto out;
         int pk = gnutls_privkey_get_pk_algorithm(cred->key, NULL);
-        s->cert_types |= pk == GNUTLS_PK_RSA || pk == GNUTLS_PK_RSA_PSS ? CERT_RSA : CERT_EC;
+        cred->type = pk == GNUTLS_PK_RSA || pk == GNUTLS_PK_RSA_PSS ? CERT_RSA : CERT_EC;
+        s->cert_types |= cred->type;
     }
     pthread_mutex_lock(&srv->lock);
     struct snap *old = srv->cur;
@@ -429,35 +437,31 @@ static void versions_range(char *buf, size_t len, unsigned lo, unsigned hi)
         snprintf(buf, len, "%s..%s", mft_tls_version_name(lo), mft_tls_version_name(hi));
 }
 
-/* TLS 1.3 suites by their AEAD (the suite's hash follows from it). */
-static const struct {
-    gnutls_cipher_algorithm_t cipher;
-    const char *name;
-} tls13_suites[] = {
-    {GNUTLS_CIPHER_AES_128_GCM, "TLS_AES_128_GCM_SHA256"},
-    {GNUTLS_CIPHER_AES_256_GCM, "TLS_AES_256_GCM_SHA384"},
-    {GNUTLS_CIPHER_CHACHA20_POLY1305, "TLS_CHACHA20_POLY1305_SHA256"},
-    {GNUTLS_CIPHER_AES_128_CCM, "TLS_AES_128_CCM_SHA256"},
-    {GNUTLS_CIPHER_AES_128_CCM_8, "TLS_AES_128_CCM_8_SHA256"},
-};
-
-/* The negotiated version and suite, once GnuTLS has chosen them. */
+/* The negotiated version, and the suite by its IANA name (OpenSSL's table,
+ * so that both directions name suites alike). */
 static void note_negotiated(struct mft_tlssrv_conn *c, gnutls_session_t session)
 {
-    /* gnutls_ciphersuite_get answers only once the handshake is over */
-    unsigned v = protocol_wire(gnutls_protocol_get_version(session));
-    gnutls_cipher_algorithm_t ci = gnutls_cipher_get(session);
-    const char *cs = NULL;
-    snprintf(c->f.version, sizeof(c->f.version), "%s", mft_tls_version_name(v));
-    if (v == 0x0304) {
-        for (size_t i = 0; i < sizeof(tls13_suites) / sizeof(tls13_suites[0]) && !cs; i++)
-            if (tls13_suites[i].cipher == ci)
-                cs = tls13_suites[i].name;
-        snprintf(c->f.cipher, sizeof(c->f.cipher), "%s", cs ? cs : "");
-    } else {
-        cs = gnutls_cipher_suite_get_name(gnutls_kx_get(session), ci, gnutls_mac_get(session));
-        snprintf(c->f.cipher, sizeof(c->f.cipher), "%s%s", cs ? "TLS_" : "", cs ? cs : "");
-    }
+    c->version = protocol_wire(gnutls_protocol_get_version(session));
+    snprintf(c->f.version, sizeof(c->f.version), "%s", mft_tls_version_name(c->version));
+    const char *name = c->suite ? mft_tls_suite_name(c->suite) : NULL;
+    if (name)
+        snprintf(c->f.cipher, sizeof(c->f.cipher), "%s", name);
+    else if (c->suite)
+        snprintf(c->f.cipher, sizeof(c->f.cipher), "0x%04x", c->suite);
+}
+
+/* The suite we chose, from the ServerHello we sent: until the new keys are in
+ * use GnuTLS reports the null cipher (TLS 1.2 verifies the client's
+ * certificate before that). */
+static void note_server_hello(struct mft_tlssrv_conn *c, const gnutls_datum_t *msg)
+{
+    size_t off = 2 + 32; /* legacy_version, random */
+    if (!msg || !msg->data || msg->size < off + 1)
+        return;
+    off += 1 + (size_t)msg->data[off]; /* session id */
+    if (off + 2 > msg->size)
+        return;
+    c->suite = (unsigned)msg->data[off] << 8 | msg->data[off + 1];
 }
 
 static int alert_read(gnutls_session_t session, gnutls_record_encryption_level_t level,
@@ -629,6 +633,7 @@ static void parse_client_hello(struct mft_tlssrv_conn *c, const unsigned char *p
         if (c->n_suites < MAX_HELLO_SUITES)
             c->suites[c->n_suites++] = id;
         c->n_suites_total++;
+        c->offered_uses |= 1u << c->srv->suites[id];
     }
     off += slen;
     if (off + 1 > len)
@@ -679,19 +684,28 @@ static unsigned common_version(const struct mft_tlssrv_conn *c, unsigned lo, uns
     return top >= lo && top >= cmin ? top : 0;
 }
 
-/* Returns 1 when the client offered a suite usable at version v with one of
- * our certificates. */
+/* The station whose certificate answers a client that asked for this server
+ * name: the first whose certificate names it, else the first. */
+static const struct station_cred *pick_cred(const struct snap *s, const char *sni)
+{
+    if (!s || s->n_creds == 0)
+        return NULL;
+    for (size_t i = 0; sni && *sni && i < s->n_creds; i++)
+        if (s->creds[i].leaf && gnutls_x509_crt_check_hostname(s->creds[i].leaf, sni))
+            return &s->creds[i];
+    return &s->creds[0];
+}
+
+/* Returns 1 when the client offered a suite usable at version v with the
+ * certificate of the station it asked for. */
 static int suite_shared(const struct mft_tlssrv_conn *c, unsigned v)
 {
-    unsigned types = c->snap ? c->snap->cert_types : 0;
-    for (unsigned i = 0; i < c->n_suites; i++) {
-        unsigned char use = c->srv->suites[c->suites[i]];
-        if (v == 0x0304 ? use == SUITE_TLS13
-                        : (use == SUITE_RSA && (types & CERT_RSA)) ||
-                              (use == SUITE_ECDSA && (types & CERT_EC)))
-            return 1;
-    }
-    return 0;
+    const struct station_cred *cred = pick_cred(c->snap, c->f.sni);
+    unsigned types = cred ? cred->type : 0;
+    if (v == 0x0304)
+        return (c->offered_uses & 1u << SUITE_TLS13) != 0;
+    return ((c->offered_uses & 1u << SUITE_RSA) && (types & CERT_RSA)) ||
+           ((c->offered_uses & 1u << SUITE_ECDSA) && (types & CERT_EC));
 }
 
 static int on_client_hello(struct mft_tlssrv_conn *c, gnutls_session_t session,
@@ -699,7 +713,7 @@ static int on_client_hello(struct mft_tlssrv_conn *c, gnutls_session_t session,
 {
     c->hello_seen = 1;
     c->offered_min = c->offered_max = 0;
-    c->n_suites = c->n_suites_total = 0;
+    c->n_suites = c->n_suites_total = c->offered_uses = 0;
     parse_client_hello(c, msg->data, msg->size);
     unsigned v = common_version(c, c->srv->min_version, c->srv->max_version);
     if (!v) {
@@ -731,6 +745,29 @@ static int on_client_certificate(struct mft_tlssrv_conn *c, gnutls_session_t ses
     note_negotiated(c, session);
     if (off + 3 > msg->size)
         return 0;
+    /* the leaf now: a failure before the verify function (TLS 1.3 checks the
+     * CertificateVerify first) still names the certificate */
+    size_t first = off + 3 + 3;
+    if (!c->peer && first <= msg->size) {
+        size_t len =
+            (size_t)msg->data[off + 3] << 16 | (size_t)msg->data[off + 4] << 8 | msg->data[off + 5];
+        const unsigned char *p = msg->data + first;
+        if (len <= msg->size - first)
+            c->peer = d2i_X509(NULL, &p, (long)len);
+    }
+    uint32_t ku = c->peer ? X509_get_key_usage(c->peer) : UINT32_MAX;
+    if (ku != UINT32_MAX && !(ku & KU_DIGITAL_SIGNATURE)) {
+        /* GnuTLS would refuse the CertificateVerify without a word */
+        mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_NO_CLIENT_AUTH,
+                    "the client's TLS certificate's key usage does not include "
+                    "digitalSignature, which TLS client authentication needs");
+        mft_err_detail(&c->fail, "keyUsage bits 0x%x", (unsigned)ku);
+        snprintf(c->fail.remedy, sizeof(c->fail.remedy),
+                 "the partner needs a TLS client certificate whose key usage includes "
+                 "digitalSignature");
+        return refuse(c, session, "the Certificate hook", GNUTLS_A_UNSUPPORTED_CERTIFICATE,
+                      GNUTLS_E_CERTIFICATE_ERROR);
+    }
     if ((msg->data[off] | msg->data[off + 1] | msg->data[off + 2]) != 0 ||
         (c->snap && c->snap->any_optional))
         return 0;
@@ -749,12 +786,24 @@ static int hook(gnutls_session_t session, unsigned int htype, unsigned when, uns
     if (!c)
         return 0;
     if (!incoming) {
+        if (htype == GNUTLS_HANDSHAKE_SERVER_HELLO && when == GNUTLS_HOOK_POST)
+            note_server_hello(c, msg);
         if (htype == GNUTLS_HANDSHAKE_CERTIFICATE_PKT && when == GNUTLS_HOOK_POST)
             c->our_cert_sent = 1;
         return 0;
     }
     if (htype == GNUTLS_HANDSHAKE_CLIENT_HELLO && when == GNUTLS_HOOK_PRE)
         return on_client_hello(c, session, msg);
+    if (htype == GNUTLS_HANDSHAKE_CLIENT_HELLO_V2 && when == GNUTLS_HOOK_PRE) {
+        c->hello_seen = c->hello_v2 = 1; /* an SSLv2-format hello: GnuTLS decides alone */
+        return 0;
+    }
+    /* both hooks of an incoming message run before GnuTLS checks it: a
+     * CertificateVerify that fails is known by the Finished never reached */
+    if (htype == GNUTLS_HANDSHAKE_CERTIFICATE_VERIFY && when == GNUTLS_HOOK_PRE)
+        c->cv_seen = 1;
+    if (htype == GNUTLS_HANDSHAKE_FINISHED && when == GNUTLS_HOOK_PRE)
+        c->fin_seen = 1;
     if (htype == GNUTLS_HANDSHAKE_CERTIFICATE_PKT && when == GNUTLS_HOOK_PRE)
         return on_client_certificate(c, session, msg);
     if (htype == GNUTLS_HANDSHAKE_FINISHED && when == GNUTLS_HOOK_POST) {
@@ -947,7 +996,8 @@ static int verify_refuse(struct mft_tlssrv_conn *c, gnutls_session_t session)
     size_t i = 0;
     while (refusal_alerts[i].kind != MFT_E_OK && refusal_alerts[i].kind != c->fail.kind)
         i++;
-    return refuse(c, session, "the verify function", refusal_alerts[i].alert,
+    return refuse(c, session, "the verify function",
+                  c->fail_alert ? c->fail_alert : refusal_alerts[i].alert,
                   GNUTLS_E_CERTIFICATE_ERROR);
 }
 
@@ -958,6 +1008,8 @@ static void add_candidate(struct mft_tlssrv_conn *c, size_t partner)
             return;
     if (c->n_candidates < MAX_CANDIDATES)
         c->candidates[c->n_candidates++] = partner;
+    else
+        c->candidates_overflow = 1;
 }
 
 /* The partners that registered the client's certificate itself. */
@@ -992,38 +1044,58 @@ static void identify_by_ca(struct mft_tlssrv_conn *c, gnutls_x509_crt_t *chain, 
     }
 }
 
-/* The partner's version and cipher policy against what was negotiated. */
-static int policy_allows(struct mft_tlssrv_conn *c, gnutls_session_t session)
+static int policy_permits(const struct mft_tls_policy *pol, unsigned version, unsigned suite)
 {
-    if (!c->n_candidates)
-        return 1;
-    unsigned v = protocol_wire(gnutls_protocol_get_version(session));
-    for (size_t i = 0; i < c->n_candidates; i++) {
-        const struct mft_tls_policy *pol = &c->snap->partners[c->candidates[i]].policy;
-        if (v >= pol->min_version && v <= pol->max_version &&
-            mft_tls_policy_allows_cipher(pol, c->f.cipher))
-            return 1;
-    }
-    const struct snap_partner *p = &c->snap->partners[c->candidates[0]];
+    return version >= pol->min_version && version <= pol->max_version &&
+           mft_tls_policy_allows_suite(pol, suite);
+}
+
+/* The refusal of a handshake partner_id's policy does not permit, into err. */
+static int policy_refusal(const struct mft_tls_policy *pol, const char *partner_id,
+                          unsigned version, const struct mft_tls_facts *f, struct mft_err *err)
+{
     char range[32];
-    mft_tls_policy_versions(&p->policy, range, sizeof(range));
-    if (v < p->policy.min_version || v > p->policy.max_version) {
-        mft_err_set(&c->fail, MFT_E_TLS_NO_COMMON_PROTOCOL,
+    mft_tls_policy_versions(pol, range, sizeof(range));
+    if (version < pol->min_version || version > pol->max_version) {
+        mft_err_set(err, MFT_E_TLS_NO_COMMON_PROTOCOL,
                     "partner %s's TLS policy accepts %s; the client negotiated %s (offered %s)",
-                    p->id, range, c->f.version, c->f.versions_offered);
+                    partner_id, range, f->version, f->versions_offered);
     } else {
-        mft_err_set(&c->fail, MFT_E_TLS_NO_SHARED_CIPHER,
-                    "partner %s's TLS policy does not allow the cipher suite %s", p->id,
-                    c->f.cipher);
-        for (size_t k = 0; k < p->policy.n_ciphers && k < 4; k++)
-            mft_err_detail(&c->fail, "policy allows %s%s", p->policy.ciphers[k],
-                           k == 3 && p->policy.n_ciphers > 4 ? " ..." : "");
+        mft_err_set(err, MFT_E_TLS_NO_SHARED_CIPHER,
+                    "partner %s's TLS policy does not allow the cipher suite %s", partner_id,
+                    f->cipher);
+        for (size_t k = 0; k < pol->n_ciphers && k < 4; k++)
+            mft_err_detail(err, "policy allows %s%s", pol->ciphers[k],
+                           k == 3 && pol->n_ciphers > 4 ? " ..." : "");
     }
-    snprintf(c->fail.remedy, sizeof(c->fail.remedy),
+    snprintf(err->remedy, sizeof(err->remedy),
              "the partner must connect with TLS %s and a suite its policy lists, or change the "
              "policy (tls_policy in the apply file)",
              range);
+    return -1;
+}
+
+/* At the handshake: refused when no partner the certificate identified
+ * permits what was negotiated. The AS2 stage then holds the partner AS2-From
+ * names to its own policy (mft_tlssrv_conn_policy). */
+static int policy_allows(struct mft_tlssrv_conn *c)
+{
+    if (!c->n_candidates || c->candidates_overflow)
+        return 1;
+    for (size_t i = 0; i < c->n_candidates; i++)
+        if (policy_permits(&c->snap->partners[c->candidates[i]].policy, c->version, c->suite))
+            return 1;
+    const struct snap_partner *p = &c->snap->partners[c->candidates[0]];
+    policy_refusal(&p->policy, p->id, c->version, &c->f, &c->fail);
     return 0;
+}
+
+int mft_tlssrv_conn_policy(const struct mft_tlssrv_conn *c, const struct mft_tls_policy *pol,
+                           const char *partner_id, struct mft_err *err)
+{
+    if (!c || policy_permits(pol, c->version, c->suite))
+        return 0;
+    return policy_refusal(pol, partner_id, c->version, &c->f, err);
 }
 
 /* Returns 1 when the certificate's issuer name equals its subject name. */
@@ -1075,8 +1147,15 @@ static void classify_status(struct mft_tlssrv_conn *c, gnutls_x509_crt_t *chain,
                     "a certificate in the client's TLS chain is not yet valid");
     else if (status & GNUTLS_CERT_PURPOSE_MISMATCH)
         mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_NO_CLIENT_AUTH, NULL);
-    else if ((status & GNUTLS_CERT_SIGNER_NOT_FOUND) && n == 1 && !self_issued(top) &&
-             issuer_org_registered(c->snap, top)) {
+    else if (status & GNUTLS_CERT_INSECURE_ALGORITHM) {
+        mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_UNTRUSTED,
+                    "a certificate in the client's TLS chain is signed with an algorithm too weak "
+                    "to trust (such as SHA-1 or MD5)");
+        snprintf(c->fail.remedy, sizeof(c->fail.remedy),
+                 "the partner must have the certificate reissued with SHA-256 or stronger");
+        c->fail_alert = GNUTLS_A_BAD_CERTIFICATE;
+    } else if ((status & GNUTLS_CERT_SIGNER_NOT_FOUND) && n == 1 && !self_issued(top) &&
+               issuer_org_registered(c->snap, top)) {
         gnutls_x509_crt_t issuer = NULL;
         char dn[512] = "";
         size_t len = sizeof(dn);
@@ -1137,9 +1216,10 @@ static int verify(gnutls_session_t session)
         X509 *x = d2i_X509(NULL, &p, certs[i].size);
         if (!x)
             break;
-        if (i == 0)
+        if (i == 0) {
+            X509_free(c->peer); /* the Certificate hook's copy */
             c->peer = x;
-        else
+        } else
             sk_X509_push(c->peer_chain, x);
         if (gnutls_x509_crt_init(&chain[n_chain]) < 0)
             break;
@@ -1189,7 +1269,7 @@ static int verify(gnutls_session_t session)
 out:
     for (unsigned i = 0; i < n_chain; i++)
         gnutls_x509_crt_deinit(chain[i]);
-    if (rc == 0 && !policy_allows(c, session))
+    if (rc == 0 && !policy_allows(c))
         rc = -1;
     if (rc == 0)
         return 0;
@@ -1207,17 +1287,9 @@ static int cert_callback(gnutls_session_t session, const gnutls_datum_t *req_ca_
     char name[256];
     size_t len = sizeof(name);
     unsigned type;
-    struct station_cred *cred = &c->snap->creds[0];
-    if (gnutls_server_name_get(session, name, &len, &type, 0) == 0 && type == GNUTLS_NAME_DNS) {
+    if (gnutls_server_name_get(session, name, &len, &type, 0) == 0 && type == GNUTLS_NAME_DNS)
         snprintf(c->f.sni, sizeof(c->f.sni), "%s", name);
-        for (size_t i = 0; i < c->snap->n_creds; i++) {
-            if (c->snap->creds[i].leaf &&
-                gnutls_x509_crt_check_hostname(c->snap->creds[i].leaf, name)) {
-                cred = &c->snap->creds[i];
-                break;
-            }
-        }
-    }
+    const struct station_cred *cred = pick_cred(c->snap, c->f.sni);
     c->cred = cred;
     *pcert = cred->pcerts;
     *pcert_length = cred->n_pcerts;
@@ -1262,8 +1334,9 @@ struct mft_tlssrv_conn *mft_tlssrv_conn_begin(struct mft_tlssrv *srv, gnutls_ses
 
 int mft_tlssrv_conn_established(const struct mft_tlssrv_conn *c)
 {
-    return c && c->fail.kind == MFT_E_OK &&
-           (c->established || (c->verify_ran && c->peer && !c->abort_where));
+    /* only the client's Finished: under TLS 1.2 the verify function runs
+     * before the client proves it holds the key (CertificateVerify) */
+    return c && c->fail.kind == MFT_E_OK && c->established;
 }
 
 /* ---- failure ------------------------------------------------------------------ */
@@ -1404,6 +1477,10 @@ static void classify_peer(struct mft_tlssrv_conn *c, struct mft_err *err)
                     c->cred ? c->cred->id : "?",
                     problems ? " (the self-check found problems)" : "");
         mft_err_detail(err, "%s", probe.detail);
+    } else if (c->cv_seen && !c->fin_seen && c->peer) {
+        mft_err_set(err, MFT_E_TLS_CLIENT_KEY_MISMATCH,
+                    "the client's CertificateVerify signature does not verify with the key of "
+                    "the certificate it sent: its TLS private key is not its certificate's");
     } else if (!c->cert_msg_seen) {
         struct mft_err probe;
         mft_err_clear(&probe);
@@ -1452,9 +1529,6 @@ int mft_tlssrv_conn_failure(struct mft_tlssrv_conn *c, struct mft_err *err)
                        c->raw.first[0]);
         if (c->closed_write)
             mft_err_detail(err, "answered with HTTP 400 (plain HTTP on the TLS port)");
-    } else if (!c->hello_seen) {
-        mft_err_set(err, MFT_E_TLS_HANDSHAKE,
-                    "the client sent %llu bytes but no complete TLS ClientHello", c->raw.bytes);
     } else if (c->fail.kind != MFT_E_OK) {
         *err = c->fail;
         if (err->kind == MFT_E_TLS_NO_SHARED_CIPHER && !c->verify_ran) {
@@ -1462,9 +1536,14 @@ int mft_tlssrv_conn_failure(struct mft_tlssrv_conn *c, struct mft_err *err)
             offered_suites(c, names, sizeof(names));
             mft_err_detail(err, "client suites: %s", names);
         }
+    } else if (!c->hello_seen) {
+        mft_err_set(err, MFT_E_TLS_HANDSHAKE,
+                    "the client sent %llu bytes but no complete TLS ClientHello", c->raw.bytes);
     } else {
         classify_peer(c, err);
     }
+    if (c->hello_v2)
+        mft_err_detail(err, "the client sent an SSLv2-format ClientHello (a very old client)");
     mft_tls_facts_detail(&c->f, err);
     return 0;
 }

@@ -80,6 +80,14 @@ struct mft_tlssrv_conn *mft_tlssrv_conn_begin(struct mft_tlssrv *srv, gnutls_ses
 /* Returns 1 when the handshake completed (a request can be served). */
 int mft_tlssrv_conn_established(const struct mft_tlssrv_conn *c);
 
+/* Holds an established connection to partner_id's TLS policy (version and
+ * cipher suite negotiated). Returns 0, or -1 with TLS_NO_COMMON_PROTOCOL /
+ * TLS_NO_SHARED_CIPHER in err. The handshake already refused what no
+ * candidate partner permits; this is for the partner a request names. */
+struct mft_tls_policy;
+int mft_tlssrv_conn_policy(const struct mft_tlssrv_conn *c, const struct mft_tls_policy *pol,
+                           const char *partner_id, struct mft_err *err);
+
 /*
  * For a connection whose handshake did not complete: completes the raw facts
  * (time, certificates, library error, partner guess) and derives the error

@@ -188,7 +188,7 @@ static void test_policy(void **state)
     assert_false(p.client_cert_optional);
     mft_tls_policy_versions(&p, v, sizeof(v));
     assert_string_equal(v, "TLSv1.2..TLSv1.3");
-    assert_true(mft_tls_policy_allows_cipher(&p, "TLS_AES_128_GCM_SHA256"));
+    assert_true(mft_tls_policy_allows_suite(&p, 0x1301));
 
     assert_int_equal(
         policy("{\"min_version\":\"TLSv1.3\",\"server_trust\":\"pin\","
@@ -202,11 +202,20 @@ static void test_policy(void **state)
     assert_int_equal(p.n_ciphers, 2);
     mft_tls_policy_versions(&p, v, sizeof(v));
     assert_string_equal(v, "TLSv1.3");
-    /* GnuTLS spells suites without _WITH_; both are the same suite */
-    assert_true(mft_tls_policy_allows_cipher(&p, "TLS_ECDHE_RSA_AES_128_GCM_SHA256"));
-    assert_true(mft_tls_policy_allows_cipher(&p, "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"));
-    assert_false(mft_tls_policy_allows_cipher(&p, "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"));
-    assert_false(mft_tls_policy_allows_cipher(&p, "TLS_AES_128_GCM_SHA256"));
+    /* suites are compared by IANA id: 0xc02f is ECDHE-RSA-AES128-GCM-SHA256 */
+    assert_int_equal(p.cipher_ids[1], 0xc02f);
+    assert_true(mft_tls_policy_allows_suite(&p, 0xc02f));
+    assert_true(mft_tls_policy_allows_suite(&p, 0x1302));
+    assert_false(mft_tls_policy_allows_suite(&p, 0xc030));
+    assert_false(mft_tls_policy_allows_suite(&p, 0x1301));
+    /* one naming for both directions: GnuTLS's spellings map to the same ids */
+    assert_int_equal(mft_tls_suite_id("TLS_ECDHE_RSA_AES_128_GCM_SHA256"), 0xc02f);
+    assert_int_equal(mft_tls_suite_id("tls_ecdhe_rsa_with_aes_128_gcm_sha256"), 0xc02f);
+    assert_int_equal(mft_tls_suite_id("TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"), 0xc013);
+    assert_int_equal(mft_tls_suite_id("TLS_NOT_A_SUITE"), -1);
+    assert_string_equal(mft_tls_suite_name(0xc013), "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA");
+    assert_string_equal(mft_tls_suite_name(0x1303), "TLS_CHACHA20_POLY1305_SHA256");
+    assert_null(mft_tls_suite_name(0xfefe));
 
     static const char *const bad[] = {
         "{\"min_version\":\"TLSv1.1\"}",

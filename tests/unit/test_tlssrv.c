@@ -68,9 +68,10 @@ static void make_self_signed(const char *name, const char *subj, const char *ext
                      0);
 }
 
-/* <name>.pem issued by <ca> with the extensions in ext and the given serial. */
-static void make_issued(const char *name, const char *ca, const char *subj, const char *serial,
-                        const char *ext)
+/* <name>.pem issued by <ca> with the extensions in ext, the given serial and
+ * signature digest ("-sha256"). */
+static void make_issued_md(const char *name, const char *ca, const char *subj, const char *serial,
+                           const char *ext, const char *md)
 {
     char key[256], pem[256], extf[256], csr[256], cakey[256], capem[256];
     make_key(name);
@@ -85,9 +86,15 @@ static void make_issued(const char *name, const char *ca, const char *subj, cons
         tk_run_rc("openssl", "req", "-new", "-utf8", "-key", key, "-subj", subj, "-out", csr, NULL),
         0);
     assert_int_equal(tk_run_rc("openssl", "x509", "-req", "-in", csr, "-CA", capem, "-CAkey", cakey,
-                               "-days", "30", "-set_serial", serial, "-extfile", extf, "-out", pem,
-                               NULL),
+                               "-days", "30", "-set_serial", serial, "-extfile", extf, md, "-out",
+                               pem, NULL),
                      0);
+}
+
+static void make_issued(const char *name, const char *ca, const char *subj, const char *serial,
+                        const char *ext)
+{
+    make_issued_md(name, ca, subj, serial, ext, "-sha256");
 }
 
 #define EXT_CA "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n"
@@ -109,6 +116,10 @@ static int setup(void **state)
     make_issued("leafI", "interA", "/CN=Grüße über Intermediate", "0x8F00000000000000000000000001",
                 EXT_CLIENT);
     make_issued("leafB", "caB", "/CN=as2.partner-a.example", "0x0A1B2C", EXT_CLIENT);
+    make_issued("leafA_ku", "caA", "/CN=key encipherment only", "9",
+                "basicConstraints=CA:FALSE\nkeyUsage=critical,keyEncipherment\n"
+                "extendedKeyUsage=clientAuth\n");
+    make_issued_md("leafA_sha1", "caA", "/CN=signed with SHA-1", "10", EXT_CLIENT, "-sha1");
     make_self_signed("selfA", "/CN=Partner A self-signed", EXT_CLIENT);
     make_self_signed("selfA2", "/CN=Partner A self-signed", EXT_CLIENT); /* same name, new key */
     make_self_signed("station", "/CN=as2.gateway.example",
@@ -445,6 +456,7 @@ static void test_update(void **state)
 
 struct client {
     int fd;
+    int gnutls; /* a GnuTLS client that sends cert with key even when they do not match */
     int min_version, max_version;
     const char *cert, *key, *chain; /* names in dir, or NULL */
     const char *ciphers, *suites;   /* TLS 1.2 list / TLS 1.3 suites, or NULL */
@@ -460,10 +472,44 @@ static void info_cb(const SSL *ssl, int where, int ret)
         snprintf(cl->alert, sizeof(cl->alert), "%s", mft_tls_alert_name(ret & 0xff));
 }
 
+/* The GnuTLS client: its credentials skip the key/certificate match check, so
+ * it can prove a certificate with another key. */
+static void gnutls_client(struct client *cl)
+{
+    gnutls_certificate_credentials_t cred;
+    gnutls_session_t s;
+    char pem[256], key[256], b[16];
+    snprintf(pem, sizeof(pem), "%s/%s.pem", dir, cl->cert);
+    snprintf(key, sizeof(key), "%s/%s.key", dir, cl->key);
+    assert_int_equal(gnutls_certificate_allocate_credentials(&cred), 0);
+    gnutls_certificate_set_flags(cred, GNUTLS_CERTIFICATE_SKIP_KEY_CERT_MATCH);
+    assert_true(gnutls_certificate_set_x509_key_file(cred, pem, key, GNUTLS_X509_FMT_PEM) >= 0);
+    assert_int_equal(gnutls_init(&s, GNUTLS_CLIENT), 0);
+    gnutls_priority_set_direct(s,
+                               cl->max_version == TLS1_3_VERSION ? "NORMAL:-VERS-ALL:+VERS-TLS1.3"
+                                                                 : "NORMAL:-VERS-ALL:+VERS-TLS1.2",
+                               NULL);
+    gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, cred);
+    gnutls_transport_set_int(s, cl->fd);
+    int r;
+    do
+        r = gnutls_handshake(s);
+    while (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED);
+    if (r == 0)
+        gnutls_record_recv(s, b, sizeof(b)); /* TLS 1.3: the verdict comes after */
+    gnutls_deinit(s);
+    gnutls_certificate_free_credentials(cred);
+}
+
 static void *client_main(void *arg)
 {
     struct client *cl = arg;
     char p[256];
+    if (cl->gnutls) {
+        gnutls_client(cl);
+        close(cl->fd);
+        return NULL;
+    }
     if (cl->raw) {
         ssize_t w = write(cl->fd, cl->raw, strlen(cl->raw));
         ssize_t n = w > 0 ? read(cl->fd, cl->answer, sizeof(cl->answer) - 1) : -1;
@@ -505,6 +551,8 @@ static void *client_main(void *arg)
 }
 
 static struct mft_tlssrv *hs_srv;
+static const struct mft_partner *hs_as2_from; /* a request's partner, checked once established */
+static struct mft_err hs_policy_err;          /* mft_tlssrv_conn_policy's verdict on it */
 
 /* Runs one handshake; returns mft_tlssrv_conn_failure's result (2 when the
  * handshake succeeded) with err and the client's view filled. */
@@ -538,6 +586,9 @@ static int handshake(struct client *cl, struct mft_err *err, struct mft_tls_fact
     gnutls_certificate_free_credentials(cred);
     mft_err_clear(err);
     int rc = mft_tlssrv_conn_established(c) ? 2 : mft_tlssrv_conn_failure(c, err);
+    mft_err_clear(&hs_policy_err);
+    if (rc == 2 && hs_as2_from)
+        mft_tlssrv_conn_policy(c, &hs_as2_from->tls_policy, hs_as2_from->id, &hs_policy_err);
     *facts = *mft_tlssrv_conn_facts(c);
     mft_tlssrv_conn_end(c);
     return rc;
@@ -666,6 +717,147 @@ static void test_handshakes(void **state)
     sk_X509_pop_free(pa[1].tls_certs, X509_free);
 }
 
+/* A policy for TLS versions lo..hi with the given suites (NULL-terminated). */
+static void policy_set(struct mft_tls_policy *pol, unsigned lo, unsigned hi,
+                       const char *const *suites)
+{
+    memset(pol, 0, sizeof(*pol));
+    pol->min_version = lo;
+    pol->max_version = hi;
+    for (; suites && *suites; suites++) {
+        snprintf(pol->ciphers[pol->n_ciphers], sizeof(pol->ciphers[0]), "%s", *suites);
+        assert_true(mft_tls_suite_id(*suites) > 0);
+        pol->cipher_ids[pol->n_ciphers++] = (unsigned short)mft_tls_suite_id(*suites);
+    }
+}
+
+/*
+ * Policies where partners share a CA, and what only the handshake's later
+ * messages show: the TLS 1.2 suite is known before the client's certificate
+ * is verified (from our ServerHello); the partner a request names is held to
+ * its own policy (mft_tlssrv_conn_policy); more partners on one CA than the
+ * handshake tracks leave the decision to that; a certificate proven with
+ * another key, a key usage without digitalSignature and a SHA-1 signature are
+ * named as such; a usable suite after 64 others is found.
+ */
+static void test_policies_and_proof(void **state)
+{
+    (void)state;
+    struct mft_err err;
+    struct mft_station st;
+    struct mft_partner pa[6];
+    struct mft_registry reg;
+    static struct mft_tls_facts f;
+    static const char *const gcm128[] = {"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+                                         "TLS_AES_128_GCM_SHA256", NULL};
+    const unsigned v12 = 0x0303, v13 = 0x0304;
+
+    mft_err_clear(&err);
+    assert_int_equal(mft_tlssrv_create(&hs_srv, &err), 0);
+    station_init(&st, "st1", "station");
+    memset(pa, 0, sizeof(pa));
+    for (int i = 0; i < 6; i++) {
+        snprintf(pa[i].id, sizeof(pa[i].id), "shared-%d", i);
+        pa[i].tls_cas = stack_of("caA", NULL);
+        policy_set(&pa[i].tls_policy, v13, v13, NULL);
+    }
+    policy_set(&pa[0].tls_policy, v12, v13, gcm128); /* shared-0: AES-128-GCM only */
+    memset(&reg, 0, sizeof(reg));
+    reg.stations = &st;
+    reg.n_stations = 1;
+    reg.partners = pa;
+    reg.n_partners = 2; /* shared-0 and shared-1 (TLS 1.3 only) */
+    assert_int_equal(mft_tlssrv_update(hs_srv, &reg, &err), 0);
+
+    /* TLS 1.2 with the suite shared-0 allows: accepted, named in IANA form */
+    struct client c128 = {.min_version = TLS1_2_VERSION,
+                          .max_version = TLS1_2_VERSION,
+                          .cert = "leafA",
+                          .key = "leafA",
+                          .ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256"};
+    hs_as2_from = &pa[0];
+    assert_int_equal(handshake(&c128, &err, &f), 2);
+    assert_string_equal(f.cipher, "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256");
+    assert_int_equal(hs_policy_err.kind, MFT_E_OK);
+    /* the same connection, for shared-1 (same CA, TLS 1.3 only): refused at the AS2 stage */
+    hs_as2_from = &pa[1];
+    assert_int_equal(handshake(&c128, &err, &f), 2);
+    assert_int_equal(hs_policy_err.kind, MFT_E_TLS_NO_COMMON_PROTOCOL);
+    assert_non_null(strstr(hs_policy_err.message, "partner shared-1's TLS policy accepts TLSv1.3"));
+    hs_as2_from = NULL;
+    /* a suite neither permits: refused in the handshake, with the suite's name */
+    struct client c256 = {.min_version = TLS1_2_VERSION,
+                          .max_version = TLS1_2_VERSION,
+                          .cert = "leafA",
+                          .key = "leafA",
+                          .ciphers = "ECDHE-ECDSA-AES256-GCM-SHA384"};
+    assert_int_equal(handshake(&c256, &err, &f), 0);
+    assert_int_equal(err.kind, MFT_E_TLS_NO_SHARED_CIPHER);
+    assert_non_null(strstr(err.message, "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"));
+    assert_string_equal(c256.alert, "handshake_failure");
+    /* TLS 1.3: the suite is known too */
+    struct client t13 = {.min_version = TLS1_3_VERSION,
+                         .max_version = TLS1_3_VERSION,
+                         .cert = "leafA",
+                         .key = "leafA",
+                         .suites = "TLS_CHACHA20_POLY1305_SHA256"};
+    hs_as2_from = &pa[0];
+    assert_int_equal(handshake(&t13, &err, &f), 2); /* shared-1 permits it */
+    assert_string_equal(f.cipher, "TLS_CHACHA20_POLY1305_SHA256");
+    assert_int_equal(hs_policy_err.kind, MFT_E_TLS_NO_SHARED_CIPHER);
+    hs_as2_from = NULL;
+
+    /* six partners on one CA, only shared-0 allows TLS 1.2: not refused in the
+     * handshake (the AS2 stage holds each to its policy) */
+    reg.n_partners = 6;
+    assert_int_equal(mft_tlssrv_update(hs_srv, &reg, &err), 0);
+    hs_as2_from = &pa[5];
+    assert_int_equal(handshake(&c128, &err, &f), 2);
+    assert_int_equal(hs_policy_err.kind, MFT_E_TLS_NO_COMMON_PROTOCOL);
+    hs_as2_from = NULL;
+    reg.n_partners = 2;
+    policy_set(&pa[0].tls_policy, v12, v13, NULL);
+    assert_int_equal(mft_tlssrv_update(hs_srv, &reg, &err), 0);
+
+    for (int v = TLS1_2_VERSION; v <= TLS1_3_VERSION; v++) {
+        /* a registered CA's certificate proven with another key */
+        struct client wrong = {
+            .gnutls = 1, .min_version = v, .max_version = v, .cert = "leafA", .key = "leafB"};
+        assert_int_equal(handshake(&wrong, &err, &f), 0);
+        assert_int_equal(err.kind, MFT_E_TLS_CLIENT_KEY_MISMATCH);
+        assert_true(f.peer_cert.present);
+        assert_non_null(strstr(f.peer_cert.x.subject, "as2.partner-a.example"));
+        /* key usage without digitalSignature */
+        struct client ku = {
+            .min_version = v, .max_version = v, .cert = "leafA_ku", .key = "leafA_ku"};
+        assert_int_equal(handshake(&ku, &err, &f), 0);
+        assert_int_equal(err.kind, MFT_E_TLS_CLIENT_CERT_NO_CLIENT_AUTH);
+        assert_non_null(strstr(err.message, "digitalSignature"));
+        assert_string_equal(ku.alert, "unsupported_certificate");
+        /* signed with SHA-1 by the registered CA */
+        struct client sha1 = {
+            .min_version = v, .max_version = v, .cert = "leafA_sha1", .key = "leafA_sha1"};
+        assert_int_equal(handshake(&sha1, &err, &f), 0);
+        assert_int_equal(err.kind, MFT_E_TLS_CLIENT_CERT_UNTRUSTED);
+        assert_non_null(strstr(err.message, "too weak"));
+        assert_non_null(strstr(err.remedy, "SHA-256"));
+        assert_string_equal(sha1.alert, "bad_certificate");
+    }
+    /* the one suite the station's EC key can serve, after more than 64 others */
+    struct client many = {.min_version = TLS1_2_VERSION,
+                          .max_version = TLS1_2_VERSION,
+                          .cert = "leafA",
+                          .key = "leafA",
+                          .ciphers = "ALL:-aECDSA:ECDHE-ECDSA-AES128-GCM-SHA256:@SECLEVEL=0"};
+    assert_int_equal(handshake(&many, &err, &f), 2);
+    assert_string_equal(f.cipher, "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256");
+
+    mft_tlssrv_destroy(hs_srv);
+    station_free(&st);
+    for (int i = 0; i < 6; i++)
+        sk_X509_pop_free(pa[i].tls_cas, X509_free);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -673,6 +865,7 @@ int main(void)
         cmocka_unit_test(test_cert_facts),
         cmocka_unit_test(test_update),
         cmocka_unit_test(test_handshakes),
+        cmocka_unit_test(test_policies_and_proof),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
