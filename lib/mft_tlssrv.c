@@ -1213,13 +1213,13 @@ static int verify(gnutls_session_t session)
     c->peer_chain = sk_X509_new_null();
     for (unsigned i = 0; i < n && i < CHAIN_MAX; i++) {
         const unsigned char *p = certs[i].data;
-        X509 *x = d2i_X509(NULL, &p, certs[i].size);
+        /* the leaf was parsed by the Certificate hook, from the same message */
+        X509 *x = i == 0 && c->peer ? c->peer : d2i_X509(NULL, &p, certs[i].size);
         if (!x)
             break;
-        if (i == 0) {
-            X509_free(c->peer); /* the Certificate hook's copy */
+        if (i == 0)
             c->peer = x;
-        } else
+        else
             sk_X509_push(c->peer_chain, x);
         if (gnutls_x509_crt_init(&chain[n_chain]) < 0)
             break;
