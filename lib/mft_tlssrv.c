@@ -30,6 +30,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <gnutls/crypto.h>
 #include <gnutls/x509.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -139,9 +140,49 @@ struct mft_tlssrv_conn {
     size_t candidates[MAX_CANDIDATES]; /* partners the certificate identified */
     size_t n_candidates;
     int candidates_overflow; /* more than MAX_CANDIDATES: the AS2 stage decides */
+    /* The client's certificates as sent (DER), and parsed: GnuTLS form for
+     * the leaf at once; OpenSSL form only when asked for (peer_parse):
+     * OpenSSL 3's d2i_X509 cost about as much as the rest of a handshake. */
+    unsigned char *der[CHAIN_MAX];
+    unsigned der_len[CHAIN_MAX], n_der;
+    gnutls_x509_crt_t leaf;
+    int parsed;
     X509 *peer;
     STACK_OF(X509) * peer_chain;
 };
+
+/* Keeps a copy of certificate i of the client's chain (DER). */
+static void keep_der(struct mft_tlssrv_conn *c, unsigned i, const unsigned char *p, size_t len)
+{
+    if (i >= CHAIN_MAX || len == 0 || len > 1u << 20)
+        return;
+    free(c->der[i]);
+    if ((c->der[i] = malloc(len))) {
+        memcpy(c->der[i], p, len);
+        c->der_len[i] = (unsigned)len;
+    }
+    if (i + 1 > c->n_der)
+        c->n_der = i + 1;
+}
+
+/* The OpenSSL forms of the kept certificates, made on the first need. */
+static void peer_parse(struct mft_tlssrv_conn *c)
+{
+    if (c->parsed)
+        return;
+    c->parsed = 1;
+    c->peer_chain = sk_X509_new_null();
+    for (unsigned i = 0; i < c->n_der && c->der[i]; i++) {
+        const unsigned char *p = c->der[i];
+        X509 *x = d2i_X509(NULL, &p, c->der_len[i]);
+        if (!x)
+            break;
+        if (i == 0)
+            c->peer = x;
+        else if (!c->peer_chain || !sk_X509_push(c->peer_chain, x))
+            X509_free(x);
+    }
+}
 
 static void snap_unref(struct snap *s)
 {
@@ -748,20 +789,26 @@ static int on_client_certificate(struct mft_tlssrv_conn *c, gnutls_session_t ses
     /* the leaf now: a failure before the verify function (TLS 1.3 checks the
      * CertificateVerify first) still names the certificate */
     size_t first = off + 3 + 3;
-    if (!c->peer && first <= msg->size) {
+    if (!c->leaf && first <= msg->size) {
         size_t len =
             (size_t)msg->data[off + 3] << 16 | (size_t)msg->data[off + 4] << 8 | msg->data[off + 5];
-        const unsigned char *p = msg->data + first;
-        if (len <= msg->size - first)
-            c->peer = d2i_X509(NULL, &p, (long)len);
+        gnutls_datum_t d = {msg->data + first, (unsigned)len};
+        if (len > 0 && len <= msg->size - first && gnutls_x509_crt_init(&c->leaf) == 0 &&
+            gnutls_x509_crt_import(c->leaf, &d, GNUTLS_X509_FMT_DER) < 0) {
+            gnutls_x509_crt_deinit(c->leaf);
+            c->leaf = NULL;
+        }
+        if (c->leaf)
+            keep_der(c, 0, d.data, d.size);
     }
-    uint32_t ku = c->peer ? X509_get_key_usage(c->peer) : UINT32_MAX;
-    if (ku != UINT32_MAX && !(ku & KU_DIGITAL_SIGNATURE)) {
+    unsigned ku = 0;
+    if (c->leaf && gnutls_x509_crt_get_key_usage(c->leaf, &ku, NULL) >= 0 &&
+        !(ku & GNUTLS_KEY_DIGITAL_SIGNATURE)) {
         /* GnuTLS would refuse the CertificateVerify without a word */
         mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_NO_CLIENT_AUTH,
                     "the client's TLS certificate's key usage does not include "
                     "digitalSignature, which TLS client authentication needs");
-        mft_err_detail(&c->fail, "keyUsage bits 0x%x", (unsigned)ku);
+        mft_err_detail(&c->fail, "keyUsage bits 0x%x", ku);
         snprintf(c->fail.remedy, sizeof(c->fail.remedy),
                  "the partner needs a TLS client certificate whose key usage includes "
                  "digitalSignature");
@@ -1016,8 +1063,9 @@ static void add_candidate(struct mft_tlssrv_conn *c, size_t partner)
 static void identify_exact(struct mft_tlssrv_conn *c)
 {
     unsigned char fp[32];
-    unsigned int len = sizeof(fp);
-    X509_digest(c->peer, EVP_sha256(), fp, &len);
+    if (!c->n_der || !c->der[0] ||
+        gnutls_hash_fast(GNUTLS_DIG_SHA256, c->der[0], c->der_len[0], fp) < 0)
+        return;
     for (size_t i = 0; i < c->snap->n_exact; i++)
         if (memcmp(c->snap->exact[i], fp, 32) == 0)
             add_candidate(c, c->snap->exact_partner[i]);
@@ -1209,18 +1257,14 @@ static int verify(gnutls_session_t session)
         mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_MISSING, NULL);
         return verify_refuse(c, session);
     }
-    /* keep the peer's certificates (OpenSSL form) for facts and partner checks */
-    c->peer_chain = sk_X509_new_null();
+    /* keep the peer's certificates for facts and partner checks; the leaf
+     * was imported by the Certificate hook, from the same message */
     for (unsigned i = 0; i < n && i < CHAIN_MAX; i++) {
-        const unsigned char *p = certs[i].data;
-        /* the leaf was parsed by the Certificate hook, from the same message */
-        X509 *x = i == 0 && c->peer ? c->peer : d2i_X509(NULL, &p, certs[i].size);
-        if (!x)
-            break;
-        if (i == 0)
-            c->peer = x;
-        else
-            sk_X509_push(c->peer_chain, x);
+        keep_der(c, i, certs[i].data, certs[i].size);
+        if (i == 0 && c->leaf) {
+            chain[n_chain++] = c->leaf;
+            continue;
+        }
         if (gnutls_x509_crt_init(&chain[n_chain]) < 0)
             break;
         if (gnutls_x509_crt_import(chain[n_chain], &certs[i], GNUTLS_X509_FMT_DER) < 0) {
@@ -1229,7 +1273,7 @@ static int verify(gnutls_session_t session)
         }
         n_chain++;
     }
-    if (!c->peer || n_chain == 0) {
+    if (n_chain == 0) {
         mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_UNTRUSTED,
                     "the client's TLS certificate cannot be parsed");
         goto out;
@@ -1268,7 +1312,8 @@ static int verify(gnutls_session_t session)
     describe_verify_status(c, status);
 out:
     for (unsigned i = 0; i < n_chain; i++)
-        gnutls_x509_crt_deinit(chain[i]);
+        if (chain[i] != c->leaf)
+            gnutls_x509_crt_deinit(chain[i]);
     if (rc == 0 && !policy_allows(c))
         rc = -1;
     if (rc == 0)
@@ -1405,7 +1450,7 @@ static int self_check(const struct mft_tlssrv_conn *c, struct mft_err *err)
  * belongs to: its exact registration, or a CA with the issuer's name. */
 static void guess_partner(struct mft_tlssrv_conn *c)
 {
-    if (c->f.partner_id[0] || !c->peer || !c->snap)
+    if (c->f.partner_id[0] || !c->n_der || !c->snap)
         return;
     if (!c->n_candidates)
         identify_exact(c);
@@ -1477,7 +1522,7 @@ static void classify_peer(struct mft_tlssrv_conn *c, struct mft_err *err)
                     c->cred ? c->cred->id : "?",
                     problems ? " (the self-check found problems)" : "");
         mft_err_detail(err, "%s", probe.detail);
-    } else if (c->cv_seen && !c->fin_seen && c->peer) {
+    } else if (c->cv_seen && !c->fin_seen && c->n_der) {
         mft_err_set(err, MFT_E_TLS_CLIENT_KEY_MISMATCH,
                     "the client's CertificateVerify signature does not verify with the key of "
                     "the certificate it sent: its TLS private key is not its certificate's");
@@ -1502,6 +1547,7 @@ int mft_tlssrv_conn_failure(struct mft_tlssrv_conn *c, struct mft_err *err)
         snprintf(c->f.station_id, sizeof(c->f.station_id), "%s", c->cred->id);
         mft_tls_cert_fill(&c->f.local_cert, c->cred->cert);
     }
+    peer_parse(c);
     mft_tls_cert_fill(&c->f.peer_cert, c->peer);
     guess_partner(c);
     if (c->abort_where)
@@ -1553,14 +1599,20 @@ const struct mft_tls_facts *mft_tlssrv_conn_facts(const struct mft_tlssrv_conn *
     return &c->f;
 }
 
-X509 *mft_tlssrv_conn_peer(const struct mft_tlssrv_conn *c)
+X509 *mft_tlssrv_conn_peer(struct mft_tlssrv_conn *c)
 {
-    return c ? c->peer : NULL;
+    if (!c)
+        return NULL;
+    peer_parse(c);
+    return c->peer;
 }
 
-STACK_OF(X509) * mft_tlssrv_conn_peer_chain(const struct mft_tlssrv_conn *c)
+STACK_OF(X509) * mft_tlssrv_conn_peer_chain(struct mft_tlssrv_conn *c)
 {
-    return c ? c->peer_chain : NULL;
+    if (!c)
+        return NULL;
+    peer_parse(c);
+    return c->peer_chain;
 }
 
 void mft_tlssrv_conn_end(struct mft_tlssrv_conn *c)
@@ -1572,6 +1624,10 @@ void mft_tlssrv_conn_end(struct mft_tlssrv_conn *c)
     snap_unref(c->snap);
     X509_free(c->peer);
     sk_X509_pop_free(c->peer_chain, X509_free);
+    for (unsigned i = 0; i < c->n_der; i++)
+        free(c->der[i]);
+    if (c->leaf)
+        gnutls_x509_crt_deinit(c->leaf);
     free(c);
 }
 

@@ -106,9 +106,11 @@ int mft_tlssrv_conn_failure(struct mft_tlssrv_conn *c, struct mft_err *err);
 const struct mft_tls_facts *mft_tlssrv_conn_facts(const struct mft_tlssrv_conn *c);
 
 /* The verified client certificate of an established connection (borrowed, may
- * be NULL), and its chain as sent by the client (borrowed, may be NULL). */
-X509 *mft_tlssrv_conn_peer(const struct mft_tlssrv_conn *c);
-STACK_OF(X509) * mft_tlssrv_conn_peer_chain(const struct mft_tlssrv_conn *c);
+ * be NULL), and its chain as sent by the client (borrowed, may be NULL). Made
+ * from the kept DER on the first call: the handshake itself needs no OpenSSL
+ * form, and OpenSSL 3 parses certificates slowly. */
+X509 *mft_tlssrv_conn_peer(struct mft_tlssrv_conn *c);
+STACK_OF(X509) * mft_tlssrv_conn_peer_chain(struct mft_tlssrv_conn *c);
 
 /* Ends the connection context and drops its snapshot reference; accepts NULL. */
 void mft_tlssrv_conn_end(struct mft_tlssrv_conn *c);
