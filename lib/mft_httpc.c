@@ -166,7 +166,7 @@ static int chain_verify(STACK_OF(X509) * cas, X509 *leaf, STACK_OF(X509) * chain
 {
     struct mft_x509_verify_args a = {cas, chain, leaf, time(NULL), MFT_X509_SERVER, NULL};
     X509 *b = NULL;
-    int rc = mft_x509_verify_run(&a, flags, verr, depth, &b);
+    int rc = mft_x509_verify_run(&a, flags, MFT_X509_SECURITY_LEVEL, verr, depth, &b);
     if (bad)
         *bad = b;
     else
