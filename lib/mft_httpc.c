@@ -157,16 +157,17 @@ static void detail_presented(struct mft_err *e, X509 *leaf)
 /*
  * The CA rule's path validation (mft_x509_verify_run: the one used for every
  * partner certificate): leaf + the chain the server sent against the
- * registered CAs, purpose TLS server, now. Returns 1 (verified), 0 (refused:
- * *verr, *depth and, when bad is given, a reference to the failing
- * certificate) or -1 (out of memory).
+ * registered CAs, purpose TLS server, now, keys and signatures held to
+ * security level `level`. Returns 1 (verified), 0 (refused: *verr, *depth
+ * and, when bad is given, a reference to the failing certificate) or -1 (out
+ * of memory).
  */
 static int chain_verify(STACK_OF(X509) * cas, X509 *leaf, STACK_OF(X509) * chain,
-                        unsigned long flags, int *verr, int *depth, X509 **bad)
+                        unsigned long flags, int level, int *verr, int *depth, X509 **bad)
 {
     struct mft_x509_verify_args a = {cas, chain, leaf, time(NULL), MFT_X509_SERVER, NULL};
     X509 *b = NULL;
-    int rc = mft_x509_verify_run(&a, flags, MFT_X509_SECURITY_LEVEL, verr, depth, &b);
+    int rc = mft_x509_verify_run(&a, flags, level, verr, depth, &b);
     if (bad)
         *bad = b;
     else
@@ -226,15 +227,17 @@ static int has_ca_issuers(X509 *cert)
     return found;
 }
 
-/* The CA rule failed with verr on bad (may be NULL): the most precise kind.
- * Returns 1 when it set c->vfail (an expiry, a missing intermediate), else 0. */
+/* The CA rule failed with verr on bad (may be NULL), checked at security
+ * level `level`: the most precise kind. Returns 1 when it set c->vfail (an
+ * expiry, a missing intermediate), else 0. */
 static int ca_refusal(struct call *c, STACK_OF(X509) * cas, X509 *leaf, STACK_OF(X509) * chain,
-                      int verr, int depth, X509 *bad)
+                      int level, int verr, int depth, X509 *bad)
 {
     char issuer[512];
     if (verr == X509_V_ERR_CERT_HAS_EXPIRED || verr == X509_V_ERR_CERT_NOT_YET_VALID) {
         int verr2 = X509_V_OK, depth2 = 0;
-        if (chain_verify(cas, leaf, chain, X509_V_FLAG_NO_CHECK_TIME, &verr2, &depth2, NULL) != 1)
+        if (chain_verify(cas, leaf, chain, X509_V_FLAG_NO_CHECK_TIME, level, &verr2, &depth2,
+                         NULL) != 1)
             return 0; /* the dates are not the only fault */
         struct mft_x509_facts f;
         int expired = verr == X509_V_ERR_CERT_HAS_EXPIRED;
@@ -276,6 +279,40 @@ static int ca_refusal(struct call *c, STACK_OF(X509) * cas, X509 *leaf, STACK_OF
     return 1;
 }
 
+/* The verify codes of a refusal for strength (OpenSSL's security level): a
+ * key too small, a signature digest too weak. */
+static int too_weak(int verr)
+{
+    return verr == X509_V_ERR_EE_KEY_TOO_SMALL || verr == X509_V_ERR_CA_KEY_TOO_SMALL ||
+           verr == X509_V_ERR_CA_MD_TOO_WEAK;
+}
+
+/* Why OpenSSL's security level refuses x, in words (mft_x509_weakness), or
+ * else OpenSSL's reason. */
+static void weak_words(X509 *x, int level, const char *reason, char *why, size_t len)
+{
+    if (!mft_x509_weakness(x, level, why, len))
+        snprintf(why, len, "is refused at security level %d (%s)", level, reason);
+}
+
+/* The chain to a registered CA fails on strength alone: bad (at depth; NULL =
+ * the leaf) has a key or a signature below MFT_X509_SECURITY_LEVEL. */
+static void weak_refusal(struct call *c, X509 *leaf, int verr, int depth, X509 *bad)
+{
+    char subject[512], why[320];
+    X509 *x = bad ? bad : leaf;
+
+    mft_x509_subject(x, subject, sizeof(subject));
+    weak_words(x, MFT_X509_SECURITY_LEVEL, X509_verify_cert_error_string(verr), why, sizeof(why));
+    mft_err_set(&c->vfail, MFT_E_TLS_SERVER_UNTRUSTED, "the server's TLS %s \"%.100s\" %s",
+                depth > 0 ? "CA certificate" : "certificate", subject, why);
+    snprintf(c->vfail.remedy, sizeof(c->vfail.remedy),
+             "the partner must renew the named certificate: an RSA key of 2048 bits or more "
+             "(or an EC key), signed with SHA-256 or better; this gateway's security level "
+             "cannot be lowered");
+    verdict(c, verr, "%s at depth %d %s", subject, depth, why);
+}
+
 /* Our rules (see mft_httpc.h), restricted by the request's trust mode.
  * Returns 1 to accept; 0 with c->vfail and the facts' verdict filled. */
 static int trust_decide(struct call *c, X509 *leaf, STACK_OF(X509) * chain)
@@ -308,12 +345,28 @@ static int trust_decide(struct call *c, X509 *leaf, STACK_OF(X509) * chain)
             return 1;
         }
     if (n_cas > 0) {
-        ok = chain_verify(t->cas, leaf, chain, 0, &verr, &depth, &bad);
+        int level = MFT_X509_SECURITY_LEVEL, wverr = X509_V_OK, wdepth = 0;
+        X509 *wbad = NULL;
+        ok = chain_verify(t->cas, leaf, chain, 0, level, &verr, &depth, &bad);
+        if (ok == 0 && too_weak(verr)) { /* the strength: the only fault, or one of several? */
+            wverr = verr;
+            wdepth = depth;
+            wbad = bad;
+            bad = NULL;
+            level = 0;
+            ok = chain_verify(t->cas, leaf, chain, 0, level, &verr, &depth, &bad);
+        }
         if (ok < 0) {
+            X509_free(wbad);
             mft_err_set(&c->vfail, MFT_E_NO_MEMORY, NULL);
             return 0;
         }
-        if (ok == 1) {
+        if (ok == 1 && wverr) {
+            weak_refusal(c, leaf, wverr, wdepth, wbad);
+            verr = wverr;
+            depth = wdepth;
+            decided = 1;
+        } else if (ok == 1) {
             char names[512];
             if (mft_x509_name_matches(leaf, c->host)) {
                 verdict(c, 0, "chain to a registered CA, host %s matches", c->host);
@@ -329,8 +382,9 @@ static int trust_decide(struct call *c, X509 *leaf, STACK_OF(X509) * chain)
                     "URL host %s; the certificate names %s", c->host, names);
             decided = 1;
         } else {
-            decided = ca_refusal(c, t->cas, leaf, chain, verr, depth, bad);
+            decided = ca_refusal(c, t->cas, leaf, chain, level, verr, depth, bad);
         }
+        X509_free(wbad);
     }
     if (decided) {
     } else if (n_pins && !n_cas) { /* pinned: the key is what the registration names */

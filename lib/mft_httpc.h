@@ -134,10 +134,13 @@ struct mft_httpc_response {
  * _SELF_SIGNED / _CHAIN_INCOMPLETE / _EXPIRED / _NOT_YET_VALID /
  * _NAME_MISMATCH, TLS_PIN_CHANGED, TLS_OUR_CERT_REJECTED,
  * TLS_NO_COMMON_PROTOCOL, TLS_NO_SHARED_CIPHER, TLS_NOT_TLS, TLS_HANDSHAKE,
- * HTTP_RESPONSE_TOO_LARGE, HTTP_RESPONSE_INVALID, NO_MEMORY, INTERNAL. A TLS
- * failure's kind is derived from all the handshake facts together (alerts and
- * their direction, our verification, the library error, versions) and the
- * facts are appended to err->detail (mft_tls_facts_detail).
+ * HTTP_RESPONSE_TOO_LARGE, HTTP_RESPONSE_INVALID, NO_MEMORY, INTERNAL. A chain
+ * to a registered CA refused only for a key or a signature below
+ * MFT_X509_SECURITY_LEVEL is TLS_SERVER_UNTRUSTED whose message names that
+ * certificate and why. A TLS failure's kind is derived from all the handshake
+ * facts together (alerts and their direction, our verification, the library
+ * error, versions) and the facts are appended to err->detail
+ * (mft_tls_facts_detail).
  */
 int mft_httpc_post(const struct mft_httpc_request *rq, struct mft_httpc_response *out,
                    struct mft_err *err);
