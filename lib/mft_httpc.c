@@ -77,6 +77,11 @@ struct call {
     STACK_OF(X509) * client_chain;
     EVP_PKEY *client_key;
     int client_failed;
+    /* what OpenSSL refused to install (install_client): the certificate (ours or
+     * one of its chain, borrowed), its error code, the context's security level */
+    X509 *client_refused;
+    unsigned long client_error;
+    int client_level;
     /* TLS observations */
     struct mft_tls_facts facts;
     X509 *leaf; /* the server's certificate (a reference) */
@@ -589,6 +594,27 @@ static unsigned policy_max(const struct mft_httpc_request *rq)
     return rq->tls_max_version == TLS1_2_VERSION ? TLS1_2_VERSION : TLS1_3_VERSION;
 }
 
+/* Installs the station's certificate, key and chain in ctx. Returns 0, or -1
+ * with what OpenSSL refused in c (client_refused, client_error,
+ * client_level): the security level refuses a weak certificate here. */
+static int install_client(SSL_CTX *ctx, struct call *c)
+{
+    X509 *x = c->client_cert;
+    int ok = SSL_CTX_use_certificate(ctx, x) == 1 &&
+             SSL_CTX_use_PrivateKey(ctx, c->client_key) == 1 &&
+             SSL_CTX_check_private_key(ctx) == 1 && SSL_CTX_clear_chain_certs(ctx) == 1;
+    for (int i = 0; ok && c->client_chain && i < sk_X509_num(c->client_chain); i++) {
+        x = sk_X509_value(c->client_chain, i);
+        ok = SSL_CTX_add1_chain_cert(ctx, x) == 1;
+    }
+    if (ok)
+        return 0;
+    c->client_refused = x;
+    c->client_error = ERR_peek_last_error();
+    c->client_level = SSL_CTX_get_security_level(ctx);
+    return -1;
+}
+
 /* CURLOPT_SSL_CTX_FUNCTION: called for each new TLS connection, after curl's own set-up. */
 static CURLcode sslctx_cb(CURL *h, void *sslctx, void *userptr)
 {
@@ -611,18 +637,9 @@ static CURLcode sslctx_cb(CURL *h, void *sslctx, void *userptr)
     SSL_CTX_set_info_callback(ctx, info_cb);
     SSL_CTX_set_msg_callback(ctx, msg_cb);
     SSL_CTX_set_msg_callback_arg(ctx, l);
-    if (c->client_cert) {
-        if (SSL_CTX_use_certificate(ctx, c->client_cert) != 1 ||
-            SSL_CTX_use_PrivateKey(ctx, c->client_key) != 1 ||
-            SSL_CTX_check_private_key(ctx) != 1 || SSL_CTX_clear_chain_certs(ctx) != 1) {
-            c->client_failed = 1;
-            return CURLE_SSL_CERTPROBLEM;
-        }
-        for (int i = 0; c->client_chain && i < sk_X509_num(c->client_chain); i++)
-            if (SSL_CTX_add1_chain_cert(ctx, sk_X509_value(c->client_chain, i)) != 1) {
-                c->client_failed = 1;
-                return CURLE_SSL_CERTPROBLEM;
-            }
+    if (c->client_cert && install_client(ctx, c) != 0) {
+        c->client_failed = 1;
+        return CURLE_SSL_CERTPROBLEM;
     }
     return CURLE_OK;
 }
@@ -819,13 +836,11 @@ out:
     return rc;
 }
 
-/* Our client certificate must be the key's. Returns 0 or -1 (TLS_OWN_KEY_MISMATCH). */
-static int own_key_check(struct call *c, struct mft_err *err)
+/* Our client certificate and key do not belong together: TLS_OWN_KEY_MISMATCH
+ * naming both. Returns -1. */
+static int own_key_mismatch(const struct call *c, struct mft_err *err)
 {
     char key[32] = "?";
-    mft_tls_cert_fill(&c->facts.local_cert, c->client_cert);
-    if (c->client_cert && mft_x509_key_matches_cert(c->client_cert, c->client_key))
-        return 0;
     mft_x509_key_desc(c->client_key, key, sizeof(key));
     mft_err_set(err, MFT_E_TLS_OWN_KEY_MISMATCH,
                 "our TLS client certificate (%s key) and private key (%s) do not match",
@@ -833,6 +848,65 @@ static int own_key_check(struct call *c, struct mft_err *err)
     mft_err_detail(err, "certificate subject=%s, sha256=%s", c->facts.local_cert.x.subject,
                    c->facts.local_cert.x.sha256);
     return -1;
+}
+
+/* Our client certificate must be the key's. Returns 0 or -1 (TLS_OWN_KEY_MISMATCH). */
+static int own_key_check(struct call *c, struct mft_err *err)
+{
+    mft_tls_cert_fill(&c->facts.local_cert, c->client_cert);
+    if (c->client_cert && mft_x509_key_matches_cert(c->client_cert, c->client_key))
+        return 0;
+    return own_key_mismatch(c, err);
+}
+
+/*
+ * OpenSSL refused to install our client certificate or a certificate of its
+ * chain (install_client). Below the context's security level (a key too
+ * small, a signature digest too weak): TLS_OWN_CERT_TOO_WEAK naming the
+ * certificate and why; the key not the certificate's: TLS_OWN_KEY_MISMATCH;
+ * anything else: CONFIG with OpenSSL's reason. Returns -1.
+ */
+static int own_cert_refused(const struct call *c, struct mft_err *err)
+{
+    unsigned long e = c->client_error;
+    int lib = ERR_GET_LIB(e), reason = ERR_GET_REASON(e),
+        ours = c->client_refused == c->client_cert;
+    const char *text = ERR_reason_error_string(e);
+    char subject[512] = "", why[320], code[256];
+    struct mft_x509_facts f;
+
+    ERR_error_string_n(e, code, sizeof(code));
+    if ((lib == ERR_LIB_X509 &&
+         (reason == X509_R_KEY_VALUES_MISMATCH || reason == X509_R_KEY_TYPE_MISMATCH)) ||
+        (lib == ERR_LIB_SSL && reason == SSL_R_NO_PRIVATE_KEY_ASSIGNED)) {
+        own_key_mismatch(c, err);
+        return mft_err_detail(err, "openssl %s", code);
+    }
+    mft_x509_subject(c->client_refused, subject, sizeof(subject));
+    if (lib == ERR_LIB_SSL &&
+        (reason == SSL_R_EE_KEY_TOO_SMALL || reason == SSL_R_CA_KEY_TOO_SMALL ||
+         reason == SSL_R_CA_MD_TOO_WEAK)) {
+        weak_words(c->client_refused, c->client_level, text ? text : code, why, sizeof(why));
+        mft_err_set(err, MFT_E_TLS_OWN_CERT_TOO_WEAK,
+                    ours ? "our TLS client certificate \"%.100s\" %s"
+                         : "the CA certificate \"%.100s\" in our TLS client chain %s",
+                    subject, why);
+        if (err && !ours)
+            snprintf(err->remedy, sizeof(err->remedy),
+                     "import the station's certificate with a current chain from its CA (RSA keys "
+                     "of 2048 bits or more or EC keys, SHA-256 or better signatures), or one from "
+                     "another CA, with mftctl apply; the security level cannot be lowered");
+    } else {
+        mft_err_set(err, MFT_E_CONFIG,
+                    ours ? "OpenSSL refused our TLS client certificate \"%.100s\": %s"
+                         : "OpenSSL refused the CA certificate \"%.100s\" in our TLS client "
+                           "chain: %s",
+                    subject, text ? text : code);
+    }
+    mft_x509_facts(c->client_refused, &f);
+    mft_err_detail(err, "refused certificate subject=%s, issuer=%s, sha256=%s, valid %s to %s",
+                   f.subject, f.issuer, f.sha256, f.not_before, f.not_after);
+    return mft_err_detail(err, "openssl %s", code);
 }
 
 /* The identity the caller parsed: references on it, checked. Returns 0 or -1
@@ -981,7 +1055,7 @@ static int tls_failure(const struct call *c, const char *msg, struct mft_err *er
                     "the partner's TLS policy leaves no cipher suite for the versions it allows");
         mft_err_detail(err, "versions %s, ciphers %s", ours, c->our_ciphers);
     } else if (c->client_failed) {
-        mft_err_set(err, MFT_E_TLS_OWN_KEY_MISMATCH, "OpenSSL refused our TLS client certificate");
+        own_cert_refused(c, err);
     } else if (c->verify_failed) {
         if (err)
             *err = c->vfail;
@@ -1364,7 +1438,7 @@ static int run(struct mft_httpc_conn *k, const char *key, const struct mft_httpc
     facts_finish(h, &c, cc, errbuf);
     if (cc != CURLE_OK) {
         classify(h, &c, cc, errbuf, err);
-        if (c.https && (c.hello_sent || c.verify_failed))
+        if (c.https && (c.hello_sent || c.verify_failed || c.client_failed == 1))
             mft_tls_facts_detail(&c.facts, err);
         goto out;
     }
