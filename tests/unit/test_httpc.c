@@ -296,6 +296,21 @@ static char *read_text(const char *name, const char *ext)
     return (char *)tk_read(p, NULL);
 }
 
+/* The PEM files of a and b, one after the other (malloc'd): a certificate and
+ * its chain. */
+static char *pem_cat(const char *a, const char *b)
+{
+    char *x = read_text(a, "pem"), *y = read_text(b, "pem"), *both;
+    size_t xl = strlen(x), yl = strlen(y);
+    both = malloc(xl + yl + 1);
+    assert_non_null(both);
+    memcpy(both, x, xl);
+    memcpy(both + xl, y, yl + 1);
+    free(x);
+    free(y);
+    return both;
+}
+
 /* `openssl x509 -fingerprint -sha256` as lowercase hex without colons. */
 static void cli_fingerprint(const char *name, char hex[65])
 {
@@ -353,51 +368,60 @@ static int closed_port(void)
     return port;
 }
 
-static void listener(char *buf, size_t len, const char *name, const char *mode, const char *cert,
-                     const char *maxver)
-{
-    snprintf(buf, len, "%s,%s,%s/%s.pem,%s/%s.key,%s/ca.pem,%s", name, mode, dir, cert, dir, cert,
-             dir, maxver);
-}
+/* The test server's listeners: name, mode, certificate (<cert>.pem, its
+ * chain included, and <cert>.key), TLS max version, OpenSSL cipher list (NULL
+ * = the default) and where the port goes. */
+static const struct {
+    const char *name, *mode, *cert, *maxver, *ciphers;
+    int *port;
+} listeners[] = {
+    {"tls", "tls", "srv", "13", NULL, &port_tls},
+    {"other", "tls", "other", "13", NULL, &port_other},
+    {"expired", "tls", "expired", "13", NULL, &port_expired},
+    {"mtls", "mtls", "srv", "13", NULL, &port_mtls},
+    {"mtls12", "mtls", "srv", "12", NULL, &port_mtls12},
+    {"tls12", "tls", "srv", "12", NULL, &port_tls12},
+    {"plain", "plain", "srv", "13", NULL, &port_plain},
+    {"self", "tls", "self", "13", NULL, &port_self},
+    {"notyet", "tls", "notyet", "13", NULL, &port_notyet},
+    {"inter", "tls", "interleaf", "13", NULL, &port_inter},
+    {"cipher", "tls", "srv", "12", "ECDHE-ECDSA-AES128-GCM-SHA256", &port_cipher},
+};
+#define N_LISTENERS (sizeof(listeners) / sizeof(listeners[0]))
 
 static int *port_of(const char *name)
 {
-    static const struct {
-        const char *name;
-        int *port;
-    } ports[] = {{"tls", &port_tls},     {"other", &port_other},   {"expired", &port_expired},
-                 {"mtls", &port_mtls},   {"mtls12", &port_mtls12}, {"tls12", &port_tls12},
-                 {"plain", &port_plain}, {"self", &port_self},     {"notyet", &port_notyet},
-                 {"inter", &port_inter}, {"cipher", &port_cipher}};
-    for (size_t i = 0; i < sizeof(ports) / sizeof(ports[0]); i++)
-        if (strcmp(ports[i].name, name) == 0)
-            return ports[i].port;
+    for (size_t i = 0; i < N_LISTENERS; i++)
+        if (strcmp(listeners[i].name, name) == 0)
+            return listeners[i].port;
     return NULL;
+}
+
+static int all_ports_known(void)
+{
+    for (size_t i = 0; i < N_LISTENERS; i++)
+        if (*listeners[i].port == 0)
+            return 0;
+    return 1;
 }
 
 static void start_server(void)
 {
-    char script[256], ports[256], l[11][1024];
+    char script[256], ports[256], l[N_LISTENERS][1024];
+    char *argv[N_LISTENERS + 4] = {"python3", script, ports};
     path(script, sizeof(script), "server", "py");
     path(ports, sizeof(ports), "server", "ports");
     tk_write(script, server_py, strlen(server_py));
-    listener(l[0], sizeof(l[0]), "tls", "tls", "srv", "13");
-    listener(l[1], sizeof(l[1]), "other", "tls", "other", "13");
-    listener(l[2], sizeof(l[2]), "expired", "tls", "expired", "13");
-    listener(l[3], sizeof(l[3]), "mtls", "mtls", "srv", "13");
-    listener(l[4], sizeof(l[4]), "mtls12", "mtls", "srv", "12");
-    listener(l[5], sizeof(l[5]), "tls12", "tls", "srv", "12");
-    listener(l[6], sizeof(l[6]), "plain", "plain", "srv", "13");
-    listener(l[7], sizeof(l[7]), "self", "tls", "self", "13");
-    listener(l[8], sizeof(l[8]), "notyet", "tls", "notyet", "13");
-    listener(l[9], sizeof(l[9]), "inter", "tls", "interleaf", "13");
-    listener(l[10], sizeof(l[10]), "cipher", "tls", "srv", "12");
-    strncat(l[10], ",ECDHE-ECDSA-AES128-GCM-SHA256", sizeof(l[10]) - strlen(l[10]) - 1);
+    for (size_t i = 0; i < N_LISTENERS; i++) {
+        snprintf(l[i], sizeof(l[i]), "%s,%s,%s/%s.pem,%s/%s.key,%s/ca.pem,%s%s%s",
+                 listeners[i].name, listeners[i].mode, dir, listeners[i].cert, dir,
+                 listeners[i].cert, dir, listeners[i].maxver, listeners[i].ciphers ? "," : "",
+                 listeners[i].ciphers ? listeners[i].ciphers : "");
+        argv[3 + i] = l[i];
+    }
     server_pid = fork();
     assert_true(server_pid >= 0);
     if (server_pid == 0) {
-        char *argv[] = {"python3", script, ports, l[0], l[1], l[2],  l[3], l[4],
-                        l[5],      l[6],   l[7],  l[8], l[9], l[10], NULL};
         execvp(argv[0], argv);
         _exit(127);
     }
@@ -412,7 +436,7 @@ static void start_server(void)
                     *dst = port;
             }
             fclose(f);
-            if (port_tls && port_cipher)
+            if (all_ports_known())
                 return;
         }
         struct timespec ts = {0, 20000000};
@@ -424,6 +448,8 @@ static void start_server(void)
 #define EXT_SERVER_LOCAL                                                                           \
     "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"                                     \
     "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+#define EXT_CLIENT "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n"
+#define EXT_CA "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n"
 
 static int setup(void **state)
 {
@@ -435,17 +461,14 @@ static int setup(void **state)
     make_leaf("other", "/CN=other.example", "0x51",
               "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
               "subjectAltName=DNS:other.example\n");
-    make_leaf("client", "/O=mft test/CN=mft station", "0x77",
-              "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n");
+    make_leaf("client", "/O=mft test/CN=mft station", "0x77", EXT_CLIENT);
     make_dated("expired", "/CN=localhost", EXT_SERVER_LOCAL, "20200101000000Z", "20210101000000Z");
     make_dated("notyet", "/CN=localhost", EXT_SERVER_LOCAL, "20990101000000Z", "20991231000000Z");
-    make_leaf_by("ca", "inter", "/O=mft test/CN=mft test intermediate", "0x31",
-                 "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n");
+    make_leaf_by("ca", "inter", "/O=mft test/CN=mft test intermediate", "0x31", EXT_CA);
     make_leaf_by("inter", "interleaf", "/CN=localhost", "0x32",
                  EXT_SERVER_LOCAL
                  "authorityInfoAccess=caIssuers;URI:http://ca.invalid/inter.crt\n");
-    make_leaf_by("ca2", "client2", "/O=elsewhere/CN=stranger", "0x78",
-                 "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n");
+    make_leaf_by("ca2", "client2", "/O=elsewhere/CN=stranger", "0x78", EXT_CLIENT);
     {
         char key[256], pem[256];
         make_key("self");
@@ -462,16 +485,7 @@ static int setup(void **state)
     other = load("other");
     cli_fingerprint("srv", srv_sha256);
     cli_pin("srv", srv_pin);
-    {
-        char *leaf = read_text("client", "pem"), *chain = read_text("ca", "pem");
-        size_t a = strlen(leaf), b = strlen(chain);
-        client_cert_pem = malloc(a + b + 1);
-        assert_non_null(client_cert_pem);
-        memcpy(client_cert_pem, leaf, a);
-        memcpy(client_cert_pem + a, chain, b + 1); /* the certificate + its chain */
-        free(leaf);
-        free(chain);
-    }
+    client_cert_pem = pem_cat("client", "ca"); /* the certificate + its chain */
     client_key_pem = read_text("client", "key");
     client2_cert_pem = read_text("client2", "pem");
     client2_key_pem = read_text("client2", "key");
