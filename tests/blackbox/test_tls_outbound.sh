@@ -11,8 +11,9 @@
 # 1.2 and TLS 1.3 servers where the version is not the point; every case
 # asserts the error kind and the facts it was derived from (verify code,
 # alert name and direction, versions, names). Two cases then go through
-# mft-egress to check that a failed handshake ends "failed" with the facts
-# in DeliveryUpdated.tls, never "sent".
+# mft-egress to check that a failed handshake ends "failed" (or "retrying"
+# when the partner may still act) with the facts in DeliveryUpdated.tls,
+# never "sent".
 set -uo pipefail
 ROOT=${MFT_SRC:?}
 export MFT_BIN=${MFT_BIN:?}
@@ -59,10 +60,11 @@ issue() {
 }
 SAN='subjectAltName=DNS:localhost,IP:127.0.0.1\n'
 SRV="basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n$SAN"
+CAEXT='basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n'
 for a in rsa ec; do
   mkca $a $a-ca "root $a"
   mkca $a $a-other "other root $a"
-  issue $a $a-inter $a-ca "intermediate $a" 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n'
+  issue $a $a-inter $a-ca "intermediate $a" "$CAEXT"
   issue $a $a-ok $a-ca localhost "$SRV"
   issue $a $a-expired $a-ca localhost "$SRV" 20200101000000Z 20210101000000Z
   issue $a $a-notyet $a-ca localhost "$SRV" 20990101000000Z 20991231000000Z
@@ -80,8 +82,9 @@ pin_of() { openssl x509 -in "$1" -pubkey -noout | openssl pkey -pubin -outform d
 # case_add ID EXPECT SERVER CHECK... — SERVER: "s_server ARGS" | "plain" | "closed";
 # the partner's send (trust) and tls_policy come from SEND[ID] (default: trust
 # $ca, the case's CA) and POLICY[ID] (default: {}). CHECKs are Python expressions over v (the JSON verdict), t (its
-# tls facts) and alerts (["received fatal unknown_ca", ...]).
-CASES=(); declare -A SERVER EXPECT CHECKS SEND POLICY PORT
+# tls facts) and alerts (["received fatal unknown_ca", ...]). The station that
+# dials is STATION[ID] (default: acme).
+CASES=(); declare -A SERVER EXPECT CHECKS SEND POLICY PORT STATION
 case_add() {
   local id=$1; CASES+=("$id"); EXPECT[$id]=$2; SERVER[$id]=$3; shift 3
   local c; CHECKS[$id]=""; for c in "$@"; do CHECKS[$id]+="$c"$'\n'; done
@@ -142,7 +145,7 @@ done
 # our own certificate, judged by the partner: expired (station "late"), no
 # clientAuth (station "server-only" presents a serverAuth-only certificate)
 for v in 1.2 1.3; do
-  s=${v/./}
+  s=${v/./}; STATION[late-$s]=late; STATION[serveronly-$s]=serveronly
   case_add "late-$s" TLS_OUR_CERT_REJECTED "-tls${v/./_} -cert $C/ec-ok.pem -key $C/ec-ok.key -Verify 1 -verify_return_error -CAfile $K/ca.crt" \
     "'received fatal certificate_expired' in alerts" "'HAS EXPIRED' in v['message']"
   case_add "serveronly-$s" TLS_OUR_CERT_REJECTED "-tls${v/./_} -cert $C/ec-ok.pem -key $C/ec-ok.key -Verify 1 -verify_return_error -CAfile $K/ca.crt" \
@@ -154,15 +157,16 @@ case_add refused CONNECT closed "'cannot connect' in v['message']"
 # --- the registry: one partner per case -------------------------------------------
 NGPORT=$(free_port)
 {
-  station() { # station ID TLS_CLIENT_BASENAME
-    printf '{"id": "%s", "as2_id": "%s", "signing": {"cert": "%s/acme-signing.crt", "key": "%s/acme-signing.key"}, "encryption": [{"cert": "%s/acme-encryption.crt", "key": "%s/acme-encryption.key"}], "tls": {"cert": "%s/acme-tls.crt", "key": "%s/acme-tls.key"}, "tls_client": {"cert": "%s/%s.crt", "key": "%s/%s.key"}}' \
-      "$1" "${1^^}" "$K" "$K" "$K" "$K" "$K" "$K" "$K" "$2" "$K" "$2"
+  station() { # station ID TLS_CLIENT_CERT TLS_CLIENT_KEY
+    printf '{"id": "%s", "as2_id": "%s", "signing": {"cert": "%s/acme-signing.crt", "key": "%s/acme-signing.key"}, "encryption": [{"cert": "%s/acme-encryption.crt", "key": "%s/acme-encryption.key"}], "tls": {"cert": "%s/acme-tls.crt", "key": "%s/acme-tls.key"}, "tls_client": {"cert": "%s", "key": "%s"}}' \
+      "$1" "${1^^}" "$K" "$K" "$K" "$K" "$K" "$K" "$2" "$3"
   }
-  printf '{"stations": [%s, %s, %s],\n "partners": [\n' "$(station acme acme-client)" \
-    "$(station late globex-client-expired)" "$(station serveronly acme-tls)"
+  printf '{"stations": [%s, %s, %s],\n "partners": [\n' "$(station acme "$K/acme-client.crt" "$K/acme-client.key")" \
+    "$(station late "$K/globex-client-expired.crt" "$K/globex-client-expired.key")" \
+    "$(station serveronly "$K/acme-tls.crt" "$K/acme-tls.key")"
   sep=
   for id in "${CASES[@]}" ng-ok ng-unknownca; do
-    st=acme; [[ $id == late-* ]] && st=late; [[ $id == serveronly-* ]] && st=serveronly
+    st=${STATION[$id]:-acme}
     port=${PORT[$id]:-$NGPORT}
     send=${SEND[$id]:-"{\"tls_server_cas\": [\"$C/ec-ca.pem\"]}"}
     send="${send%\}}, \"url\": \"https://localhost:${port}/as2\", \"encrypt\": \"none\", \"mdn\": \"none\"}"
@@ -283,14 +287,25 @@ else
 fi
 
 # --- through egress: a failed handshake is an event with its facts -----------------
+# egress_add REQUEST-ID CASE WAIT STATES FACTS WHAT — one message through
+# mft-egress to the partner of CASE (its server up): not delivered, its
+# DeliveryUpdated states match STATES (a regex), the last error's kind is the
+# case's EXPECT, and FACTS (Python over t, that event's tls, and alerts) hold.
+EG=(); declare -A EG_CASE EG_WAIT EG_STATES EG_FACTS EG_WHAT
+egress_add() { EG+=("$1"); EG_CASE[$1]=$2; EG_WAIT[$1]=$3; EG_STATES[$1]=$4; EG_FACTS[$1]=$5; EG_WHAT[$1]=$6; }
+egress_add e-expired ec-13-expired 30 '^queued sending failed$' \
+  "t['verify_code'] == 10 and t['direction'] == 'outbound' and t['peer_certificate']['not_after'] == '2021-01-01T00:00:00Z'" \
+  "expired server certificate fails at once"
+egress_add e-unknownca ec-13-mtls-unknownca 10 '^queued sending retrying' \
+  "'received fatal unknown_ca' in alerts and t['version'] == 'TLSv1.3'" "our certificate refused is retried"
 stack_egress || exit 1
-start_server ec-13-expired
-"$CTL" send --partner ec-13-expired --request-id e-expired "$K/ca.crt" --wait 30 >"$STACK_DIR/e1.jsonl" 2>&1
-check_eq "egress: a handshake failure is not delivered" 1 $?
-stop_server
-start_server ec-13-mtls-unknownca
-"$CTL" send --partner ec-13-mtls-unknownca --request-id e-unknownca "$K/ca.crt" --wait 10 >"$STACK_DIR/e2.jsonl" 2>&1
-stop_server
+for rid in "${EG[@]}"; do
+  start_server "${EG_CASE[$rid]}"
+  "$CTL" send --partner "${EG_CASE[$rid]}" --request-id "$rid" "$K/ca.crt" --wait "${EG_WAIT[$rid]}" \
+    >"$STACK_DIR/$rid.jsonl" 2>&1
+  check_eq "egress: ${EG_WHAT[$rid]}: not delivered" 1 $?
+  stop_server
+done
 "$CTL" events mft.status.v1 >"$STACK_DIR/status.jsonl"
 EV_PY='
 import json, sys
@@ -306,13 +321,11 @@ print(" ".join(states))
 print((e.get("error") or {}).get("kind", ""))
 print(eval(want))
 '
-mapfile -t r1 < <(python3 -c "$EV_PY" "$STACK_DIR/status.jsonl" e-expired "t['verify_code'] == 10 and t['direction'] == 'outbound' and t['peer_certificate']['not_after'] == '2021-01-01T00:00:00Z'")
-check_eq "egress: expired server certificate fails at once, never sent" "queued sending failed" "${r1[0]:-}"
-check_eq "egress: ... error kind" TLS_SERVER_EXPIRED "${r1[1]:-}"
-check_eq "egress: ... DeliveryUpdated.tls carries the facts" True "${r1[2]:-}"
-mapfile -t r2 < <(python3 -c "$EV_PY" "$STACK_DIR/status.jsonl" e-unknownca "'received fatal unknown_ca' in alerts and t['version'] == 'TLSv1.3'")
-check_match "egress: our certificate refused is retried, never sent" '^queued sending retrying' "${r2[0]:-}"
-check_eq "egress: ... error kind" TLS_OUR_CERT_REJECTED "${r2[1]:-}"
-check_eq "egress: ... the alert in DeliveryUpdated.tls" True "${r2[2]:-}"
+for rid in "${EG[@]}"; do
+  mapfile -t r < <(python3 -c "$EV_PY" "$STACK_DIR/status.jsonl" "$rid" "${EG_FACTS[$rid]}")
+  check_match "egress: ${EG_WHAT[$rid]}, never sent" "${EG_STATES[$rid]}" "${r[0]:-}"
+  check_eq "egress: ... error kind" "${EXPECT[${EG_CASE[$rid]}]}" "${r[1]:-}"
+  check_eq "egress: ... DeliveryUpdated.tls carries the facts" True "${r[2]:-}"
+done
 
 finish
