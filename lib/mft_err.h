@@ -44,6 +44,10 @@
       "send the partner the station's current TLS certificate and its CA; check its validity")     \
     X(TLS_OWN_KEY_MISMATCH, "our TLS certificate and private key do not match",                    \
       "re-import the station's TLS keypair: the key must belong to the certificate")               \
+    X(TLS_OWN_CERT_TOO_WEAK,                                                                       \
+      "our TLS certificate or a CA certificate of its chain is below OpenSSL's security level",    \
+      "issue the station a new TLS certificate with an RSA key of 2048 bits or more (or an EC "    \
+      "key), signed with SHA-256 or better, and import it; the security level cannot be lowered")  \
     X(TLS_NO_COMMON_PROTOCOL, "no common TLS protocol version",                                    \
       "the partner must enable TLS 1.2 or TLS 1.3")                                                \
     X(TLS_NO_SHARED_CIPHER, "no shared TLS cipher suite",                                          \

@@ -77,6 +77,11 @@ struct call {
     STACK_OF(X509) * client_chain;
     EVP_PKEY *client_key;
     int client_failed;
+    /* what OpenSSL refused to install (install_client): the certificate (ours or
+     * one of its chain, borrowed), its error code, the context's security level */
+    X509 *client_refused;
+    unsigned long client_error;
+    int client_level;
     /* TLS observations */
     struct mft_tls_facts facts;
     X509 *leaf; /* the server's certificate (a reference) */
@@ -157,16 +162,17 @@ static void detail_presented(struct mft_err *e, X509 *leaf)
 /*
  * The CA rule's path validation (mft_x509_verify_run: the one used for every
  * partner certificate): leaf + the chain the server sent against the
- * registered CAs, purpose TLS server, now. Returns 1 (verified), 0 (refused:
- * *verr, *depth and, when bad is given, a reference to the failing
- * certificate) or -1 (out of memory).
+ * registered CAs, purpose TLS server, now, keys and signatures held to
+ * security level `level`. Returns 1 (verified), 0 (refused: *verr, *depth
+ * and, when bad is given, a reference to the failing certificate) or -1 (out
+ * of memory).
  */
 static int chain_verify(STACK_OF(X509) * cas, X509 *leaf, STACK_OF(X509) * chain,
-                        unsigned long flags, int *verr, int *depth, X509 **bad)
+                        unsigned long flags, int level, int *verr, int *depth, X509 **bad)
 {
     struct mft_x509_verify_args a = {cas, chain, leaf, time(NULL), MFT_X509_SERVER, NULL};
     X509 *b = NULL;
-    int rc = mft_x509_verify_run(&a, flags, verr, depth, &b);
+    int rc = mft_x509_verify_run(&a, flags, level, verr, depth, &b);
     if (bad)
         *bad = b;
     else
@@ -226,15 +232,17 @@ static int has_ca_issuers(X509 *cert)
     return found;
 }
 
-/* The CA rule failed with verr on bad (may be NULL): the most precise kind.
- * Returns 1 when it set c->vfail (an expiry, a missing intermediate), else 0. */
+/* The CA rule failed with verr on bad (may be NULL), checked at security
+ * level `level`: the most precise kind. Returns 1 when it set c->vfail (an
+ * expiry, a missing intermediate), else 0. */
 static int ca_refusal(struct call *c, STACK_OF(X509) * cas, X509 *leaf, STACK_OF(X509) * chain,
-                      int verr, int depth, X509 *bad)
+                      int level, int verr, int depth, X509 *bad)
 {
     char issuer[512];
     if (verr == X509_V_ERR_CERT_HAS_EXPIRED || verr == X509_V_ERR_CERT_NOT_YET_VALID) {
         int verr2 = X509_V_OK, depth2 = 0;
-        if (chain_verify(cas, leaf, chain, X509_V_FLAG_NO_CHECK_TIME, &verr2, &depth2, NULL) != 1)
+        if (chain_verify(cas, leaf, chain, X509_V_FLAG_NO_CHECK_TIME, level, &verr2, &depth2,
+                         NULL) != 1)
             return 0; /* the dates are not the only fault */
         struct mft_x509_facts f;
         int expired = verr == X509_V_ERR_CERT_HAS_EXPIRED;
@@ -276,6 +284,40 @@ static int ca_refusal(struct call *c, STACK_OF(X509) * cas, X509 *leaf, STACK_OF
     return 1;
 }
 
+/* The verify codes of a refusal for strength (OpenSSL's security level): a
+ * key too small, a signature digest too weak. */
+static int too_weak(int verr)
+{
+    return verr == X509_V_ERR_EE_KEY_TOO_SMALL || verr == X509_V_ERR_CA_KEY_TOO_SMALL ||
+           verr == X509_V_ERR_CA_MD_TOO_WEAK;
+}
+
+/* Why OpenSSL's security level refuses x, in words (mft_x509_weakness), or
+ * else OpenSSL's reason. */
+static void weak_words(X509 *x, int level, const char *reason, char *why, size_t len)
+{
+    if (!mft_x509_weakness(x, level, why, len))
+        snprintf(why, len, "is refused at security level %d (%s)", level, reason);
+}
+
+/* The chain to a registered CA fails on strength alone: bad (at depth; NULL =
+ * the leaf) has a key or a signature below MFT_X509_SECURITY_LEVEL. */
+static void weak_refusal(struct call *c, X509 *leaf, int verr, int depth, X509 *bad)
+{
+    char subject[512], why[320];
+    X509 *x = bad ? bad : leaf;
+
+    mft_x509_subject(x, subject, sizeof(subject));
+    weak_words(x, MFT_X509_SECURITY_LEVEL, X509_verify_cert_error_string(verr), why, sizeof(why));
+    mft_err_set(&c->vfail, MFT_E_TLS_SERVER_UNTRUSTED, "the server's TLS %s \"%.100s\" %s",
+                depth > 0 ? "CA certificate" : "certificate", subject, why);
+    snprintf(c->vfail.remedy, sizeof(c->vfail.remedy),
+             "the partner must renew the named certificate: an RSA key of 2048 bits or more "
+             "(or an EC key), signed with SHA-256 or better; this gateway's security level "
+             "cannot be lowered");
+    verdict(c, verr, "%s at depth %d %s", subject, depth, why);
+}
+
 /* Our rules (see mft_httpc.h), restricted by the request's trust mode.
  * Returns 1 to accept; 0 with c->vfail and the facts' verdict filled. */
 static int trust_decide(struct call *c, X509 *leaf, STACK_OF(X509) * chain)
@@ -308,12 +350,28 @@ static int trust_decide(struct call *c, X509 *leaf, STACK_OF(X509) * chain)
             return 1;
         }
     if (n_cas > 0) {
-        ok = chain_verify(t->cas, leaf, chain, 0, &verr, &depth, &bad);
+        int level = MFT_X509_SECURITY_LEVEL, wverr = X509_V_OK, wdepth = 0;
+        X509 *wbad = NULL;
+        ok = chain_verify(t->cas, leaf, chain, 0, level, &verr, &depth, &bad);
+        if (ok == 0 && too_weak(verr)) { /* the strength: the only fault, or one of several? */
+            wverr = verr;
+            wdepth = depth;
+            wbad = bad;
+            bad = NULL;
+            level = 0;
+            ok = chain_verify(t->cas, leaf, chain, 0, level, &verr, &depth, &bad);
+        }
         if (ok < 0) {
+            X509_free(wbad);
             mft_err_set(&c->vfail, MFT_E_NO_MEMORY, NULL);
             return 0;
         }
-        if (ok == 1) {
+        if (ok == 1 && wverr) {
+            weak_refusal(c, leaf, wverr, wdepth, wbad);
+            verr = wverr;
+            depth = wdepth;
+            decided = 1;
+        } else if (ok == 1) {
             char names[512];
             if (mft_x509_name_matches(leaf, c->host)) {
                 verdict(c, 0, "chain to a registered CA, host %s matches", c->host);
@@ -329,8 +387,9 @@ static int trust_decide(struct call *c, X509 *leaf, STACK_OF(X509) * chain)
                     "URL host %s; the certificate names %s", c->host, names);
             decided = 1;
         } else {
-            decided = ca_refusal(c, t->cas, leaf, chain, verr, depth, bad);
+            decided = ca_refusal(c, t->cas, leaf, chain, level, verr, depth, bad);
         }
+        X509_free(wbad);
     }
     if (decided) {
     } else if (n_pins && !n_cas) { /* pinned: the key is what the registration names */
@@ -535,6 +594,27 @@ static unsigned policy_max(const struct mft_httpc_request *rq)
     return rq->tls_max_version == TLS1_2_VERSION ? TLS1_2_VERSION : TLS1_3_VERSION;
 }
 
+/* Installs the station's certificate, key and chain in ctx. Returns 0, or -1
+ * with what OpenSSL refused in c (client_refused, client_error,
+ * client_level): the security level refuses a weak certificate here. */
+static int install_client(SSL_CTX *ctx, struct call *c)
+{
+    X509 *x = c->client_cert;
+    int ok = SSL_CTX_use_certificate(ctx, x) == 1 &&
+             SSL_CTX_use_PrivateKey(ctx, c->client_key) == 1 &&
+             SSL_CTX_check_private_key(ctx) == 1 && SSL_CTX_clear_chain_certs(ctx) == 1;
+    for (int i = 0; ok && c->client_chain && i < sk_X509_num(c->client_chain); i++) {
+        x = sk_X509_value(c->client_chain, i);
+        ok = SSL_CTX_add1_chain_cert(ctx, x) == 1;
+    }
+    if (ok)
+        return 0;
+    c->client_refused = x;
+    c->client_error = ERR_peek_last_error();
+    c->client_level = SSL_CTX_get_security_level(ctx);
+    return -1;
+}
+
 /* CURLOPT_SSL_CTX_FUNCTION: called for each new TLS connection, after curl's own set-up. */
 static CURLcode sslctx_cb(CURL *h, void *sslctx, void *userptr)
 {
@@ -557,18 +637,9 @@ static CURLcode sslctx_cb(CURL *h, void *sslctx, void *userptr)
     SSL_CTX_set_info_callback(ctx, info_cb);
     SSL_CTX_set_msg_callback(ctx, msg_cb);
     SSL_CTX_set_msg_callback_arg(ctx, l);
-    if (c->client_cert) {
-        if (SSL_CTX_use_certificate(ctx, c->client_cert) != 1 ||
-            SSL_CTX_use_PrivateKey(ctx, c->client_key) != 1 ||
-            SSL_CTX_check_private_key(ctx) != 1 || SSL_CTX_clear_chain_certs(ctx) != 1) {
-            c->client_failed = 1;
-            return CURLE_SSL_CERTPROBLEM;
-        }
-        for (int i = 0; c->client_chain && i < sk_X509_num(c->client_chain); i++)
-            if (SSL_CTX_add1_chain_cert(ctx, sk_X509_value(c->client_chain, i)) != 1) {
-                c->client_failed = 1;
-                return CURLE_SSL_CERTPROBLEM;
-            }
+    if (c->client_cert && install_client(ctx, c) != 0) {
+        c->client_failed = 1;
+        return CURLE_SSL_CERTPROBLEM;
     }
     return CURLE_OK;
 }
@@ -765,13 +836,11 @@ out:
     return rc;
 }
 
-/* Our client certificate must be the key's. Returns 0 or -1 (TLS_OWN_KEY_MISMATCH). */
-static int own_key_check(struct call *c, struct mft_err *err)
+/* Our client certificate and key do not belong together: TLS_OWN_KEY_MISMATCH
+ * naming both. Returns -1. */
+static int own_key_mismatch(const struct call *c, struct mft_err *err)
 {
     char key[32] = "?";
-    mft_tls_cert_fill(&c->facts.local_cert, c->client_cert);
-    if (c->client_cert && mft_x509_key_matches_cert(c->client_cert, c->client_key))
-        return 0;
     mft_x509_key_desc(c->client_key, key, sizeof(key));
     mft_err_set(err, MFT_E_TLS_OWN_KEY_MISMATCH,
                 "our TLS client certificate (%s key) and private key (%s) do not match",
@@ -779,6 +848,65 @@ static int own_key_check(struct call *c, struct mft_err *err)
     mft_err_detail(err, "certificate subject=%s, sha256=%s", c->facts.local_cert.x.subject,
                    c->facts.local_cert.x.sha256);
     return -1;
+}
+
+/* Our client certificate must be the key's. Returns 0 or -1 (TLS_OWN_KEY_MISMATCH). */
+static int own_key_check(struct call *c, struct mft_err *err)
+{
+    mft_tls_cert_fill(&c->facts.local_cert, c->client_cert);
+    if (c->client_cert && mft_x509_key_matches_cert(c->client_cert, c->client_key))
+        return 0;
+    return own_key_mismatch(c, err);
+}
+
+/*
+ * OpenSSL refused to install our client certificate or a certificate of its
+ * chain (install_client). Below the context's security level (a key too
+ * small, a signature digest too weak): TLS_OWN_CERT_TOO_WEAK naming the
+ * certificate and why; the key not the certificate's: TLS_OWN_KEY_MISMATCH;
+ * anything else: CONFIG with OpenSSL's reason. Returns -1.
+ */
+static int own_cert_refused(const struct call *c, struct mft_err *err)
+{
+    unsigned long e = c->client_error;
+    int lib = ERR_GET_LIB(e), reason = ERR_GET_REASON(e),
+        ours = c->client_refused == c->client_cert;
+    const char *text = ERR_reason_error_string(e);
+    char subject[512] = "", why[320], code[256];
+    struct mft_x509_facts f;
+
+    ERR_error_string_n(e, code, sizeof(code));
+    if ((lib == ERR_LIB_X509 &&
+         (reason == X509_R_KEY_VALUES_MISMATCH || reason == X509_R_KEY_TYPE_MISMATCH)) ||
+        (lib == ERR_LIB_SSL && reason == SSL_R_NO_PRIVATE_KEY_ASSIGNED)) {
+        own_key_mismatch(c, err);
+        return mft_err_detail(err, "openssl %s", code);
+    }
+    mft_x509_subject(c->client_refused, subject, sizeof(subject));
+    if (lib == ERR_LIB_SSL &&
+        (reason == SSL_R_EE_KEY_TOO_SMALL || reason == SSL_R_CA_KEY_TOO_SMALL ||
+         reason == SSL_R_CA_MD_TOO_WEAK)) {
+        weak_words(c->client_refused, c->client_level, text ? text : code, why, sizeof(why));
+        mft_err_set(err, MFT_E_TLS_OWN_CERT_TOO_WEAK,
+                    ours ? "our TLS client certificate \"%.100s\" %s"
+                         : "the CA certificate \"%.100s\" in our TLS client chain %s",
+                    subject, why);
+        if (err && !ours)
+            snprintf(err->remedy, sizeof(err->remedy),
+                     "import the station's certificate with a current chain from its CA (RSA keys "
+                     "of 2048 bits or more or EC keys, SHA-256 or better signatures), or one from "
+                     "another CA, with mftctl apply; the security level cannot be lowered");
+    } else {
+        mft_err_set(err, MFT_E_CONFIG,
+                    ours ? "OpenSSL refused our TLS client certificate \"%.100s\": %s"
+                         : "OpenSSL refused the CA certificate \"%.100s\" in our TLS client "
+                           "chain: %s",
+                    subject, text ? text : code);
+    }
+    mft_x509_facts(c->client_refused, &f);
+    mft_err_detail(err, "refused certificate subject=%s, issuer=%s, sha256=%s, valid %s to %s",
+                   f.subject, f.issuer, f.sha256, f.not_before, f.not_after);
+    return mft_err_detail(err, "openssl %s", code);
 }
 
 /* The identity the caller parsed: references on it, checked. Returns 0 or -1
@@ -927,7 +1055,7 @@ static int tls_failure(const struct call *c, const char *msg, struct mft_err *er
                     "the partner's TLS policy leaves no cipher suite for the versions it allows");
         mft_err_detail(err, "versions %s, ciphers %s", ours, c->our_ciphers);
     } else if (c->client_failed) {
-        mft_err_set(err, MFT_E_TLS_OWN_KEY_MISMATCH, "OpenSSL refused our TLS client certificate");
+        own_cert_refused(c, err);
     } else if (c->verify_failed) {
         if (err)
             *err = c->vfail;
@@ -1310,7 +1438,7 @@ static int run(struct mft_httpc_conn *k, const char *key, const struct mft_httpc
     facts_finish(h, &c, cc, errbuf);
     if (cc != CURLE_OK) {
         classify(h, &c, cc, errbuf, err);
-        if (c.https && (c.hello_sent || c.verify_failed))
+        if (c.https && (c.hello_sent || c.verify_failed || c.client_failed == 1))
             mft_tls_facts_detail(&c.facts, err);
         goto out;
     }

@@ -130,14 +130,19 @@ struct mft_httpc_response {
  * TLS_OUR_CERT_REJECTED. Free *out with mft_httpc_response_free.
  * Returns -1 with err and *out empty when no answer was obtained: CONFIG
  * (bad URL / header, https without trust, client certificate or key that does
- * not load), TLS_OWN_KEY_MISMATCH, DNS, CONNECT, TIMEOUT, TLS_SERVER_UNTRUSTED /
- * _SELF_SIGNED / _CHAIN_INCOMPLETE / _EXPIRED / _NOT_YET_VALID /
- * _NAME_MISMATCH, TLS_PIN_CHANGED, TLS_OUR_CERT_REJECTED,
- * TLS_NO_COMMON_PROTOCOL, TLS_NO_SHARED_CIPHER, TLS_NOT_TLS, TLS_HANDSHAKE,
- * HTTP_RESPONSE_TOO_LARGE, HTTP_RESPONSE_INVALID, NO_MEMORY, INTERNAL. A TLS
- * failure's kind is derived from all the handshake facts together (alerts and
- * their direction, our verification, the library error, versions) and the
- * facts are appended to err->detail (mft_tls_facts_detail).
+ * not load), TLS_OWN_KEY_MISMATCH, TLS_OWN_CERT_TOO_WEAK (OpenSSL's security
+ * level refuses our client certificate or a CA certificate of our chain: the
+ * message names it, its key type and bits or its signature algorithm), DNS,
+ * CONNECT, TIMEOUT, TLS_SERVER_UNTRUSTED / _SELF_SIGNED / _CHAIN_INCOMPLETE /
+ * _EXPIRED / _NOT_YET_VALID / _NAME_MISMATCH, TLS_PIN_CHANGED,
+ * TLS_OUR_CERT_REJECTED, TLS_NO_COMMON_PROTOCOL, TLS_NO_SHARED_CIPHER,
+ * TLS_NOT_TLS, TLS_HANDSHAKE, HTTP_RESPONSE_TOO_LARGE, HTTP_RESPONSE_INVALID,
+ * NO_MEMORY, INTERNAL. A chain to a registered CA refused only for a key or
+ * a signature below MFT_X509_SECURITY_LEVEL is TLS_SERVER_UNTRUSTED whose
+ * message names that certificate and why. A TLS failure's kind is derived
+ * from all the handshake facts together (alerts and their direction, our
+ * verification, the library error, versions) and the facts are appended to
+ * err->detail (mft_tls_facts_detail).
  */
 int mft_httpc_post(const struct mft_httpc_request *rq, struct mft_httpc_response *out,
                    struct mft_err *err);
@@ -176,8 +181,9 @@ int mft_httpc_post_on(struct mft_httpc_conn *conn, const char *key,
  * may be installing our new certificate —, TLS_SERVER_NOT_YET_VALID — it
  * becomes valid, or the clock is fixed —, HTTP_RESPONSE_INVALID, NO_MEMORY,
  * INTERNAL), 0 when it needs a change on our side (the other TLS_SERVER_*,
- * TLS_PIN_CHANGED, TLS_OWN_KEY_MISMATCH, TLS_NO_COMMON_PROTOCOL,
- * TLS_NO_SHARED_CIPHER, TLS_NOT_TLS, CONFIG, ...) or err is NULL. */
+ * TLS_PIN_CHANGED, TLS_OWN_KEY_MISMATCH, TLS_OWN_CERT_TOO_WEAK,
+ * TLS_NO_COMMON_PROTOCOL, TLS_NO_SHARED_CIPHER, TLS_NOT_TLS, CONFIG, ...) or
+ * err is NULL. */
 int mft_httpc_err_transient(const struct mft_err *err);
 
 /* Returns 1 for the HTTP statuses worth retrying (5xx, 408, 429), else 0. */

@@ -961,6 +961,48 @@ int mft_x509_key_desc(const EVP_PKEY *key, char *buf, size_t len)
     }
 }
 
+/* ---- strength ----------------------------------------------------------------- */
+
+/* OpenSSL's minimum bits of security for levels 1..5 (ssl_cert.c, x509_vfy.c). */
+static const int level_bits[] = {80, 112, 128, 192, 256};
+
+int mft_x509_level_bits(int level)
+{
+    int n = (int)(sizeof(level_bits) / sizeof(level_bits[0]));
+    if (level <= 0)
+        return 0;
+    return level_bits[(level > n ? n : level) - 1];
+}
+
+int mft_x509_weakness(X509 *cert, int level, char *buf, size_t len)
+{
+    int min = mft_x509_level_bits(level), bits, mdnid = NID_undef;
+    EVP_PKEY *key = cert ? X509_get0_pubkey(cert) : NULL;
+    char key_why[96] = "", sig_why[160] = "";
+
+    if (len == 0)
+        return 0;
+    buf[0] = '\0';
+    if (!cert || min == 0)
+        return 0;
+    if (key && (bits = EVP_PKEY_get_security_bits(key)) > 0 && bits < min) {
+        const char *type = EVP_PKEY_get0_type_name(key);
+        snprintf(key_why, sizeof(key_why), "uses a %d-bit %s key (%d bits of security)",
+                 EVP_PKEY_get_bits(key), type ? type : "unknown", bits);
+    }
+    /* as OpenSSL: the signature of a self-signed certificate is not judged */
+    if (!(X509_get_extension_flags(cert) & EXFLAG_SS) &&
+        X509_get_signature_info(cert, &mdnid, NULL, &bits, NULL) == 1 && bits < min)
+        snprintf(sig_why, sizeof(sig_why), "is signed with %s (%s, %d bits of security)",
+                 mdnid != NID_undef ? OBJ_nid2sn(mdnid) : "an unknown digest",
+                 OBJ_nid2ln(X509_get_signature_nid(cert)), bits);
+    if (!key_why[0] && !sig_why[0])
+        return 0;
+    snprintf(buf, len, "%s%s%s, below the minimum of security level %d (%d bits)", key_why,
+             key_why[0] && sig_why[0] ? " and " : "", sig_why, level, min);
+    return 1;
+}
+
 /* ---- path validation ------------------------------------------------------ */
 
 /* The kinds of a refusal, per side ([purpose]) and fault ([fault]). */
@@ -1006,8 +1048,8 @@ int mft_x509_refuse(struct mft_err *err, enum mft_x509_purpose purpose, enum mft
     return mft_err_set(err, kind, NULL);
 }
 
-int mft_x509_verify_run(const struct mft_x509_verify_args *a, unsigned long flags, int *code,
-                        int *depth, X509 **bad)
+int mft_x509_verify_run(const struct mft_x509_verify_args *a, unsigned long flags, int level,
+                        int *code, int *depth, X509 **bad)
 {
     X509_STORE *store = X509_STORE_new();
     X509_STORE_CTX *ctx = X509_STORE_CTX_new();
@@ -1027,10 +1069,9 @@ int mft_x509_verify_run(const struct mft_x509_verify_args *a, unsigned long flag
     X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN | flags);
     if (X509_STORE_CTX_init(ctx, store, a->leaf, a->intermediates) != 1)
         goto out;
-    /* keys and signatures of at least 112 bits of security, as Debian's
-     * default TLS security level 2 would require: our callback replaces the
-     * verification that applies it */
-    X509_VERIFY_PARAM_set_auth_level(X509_STORE_CTX_get0_param(ctx), 2);
+    /* keys and signatures as strong as Debian's default TLS security level
+     * would require: our callback replaces the verification that applies it */
+    X509_VERIFY_PARAM_set_auth_level(X509_STORE_CTX_get0_param(ctx), level);
     if (!(flags & X509_V_FLAG_NO_CHECK_TIME)) /* a set time would override NO_CHECK_TIME */
         X509_STORE_CTX_set_time(ctx, 0, a->at);
     X509_STORE_CTX_set_purpose(ctx, a->purpose == MFT_X509_SERVER ? X509_PURPOSE_SSL_SERVER
@@ -1065,7 +1106,7 @@ int mft_x509_verify(const struct mft_x509_verify_args *a, struct mft_err *err)
     X509 *bad = NULL, *bad2 = NULL;
     struct mft_x509_facts f;
 
-    r = mft_x509_verify_run(a, 0, &code, &depth, &bad);
+    r = mft_x509_verify_run(a, 0, MFT_X509_SECURITY_LEVEL, &code, &depth, &bad);
     if (r < 0)
         return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
     if (r == 1) {
@@ -1078,7 +1119,8 @@ int mft_x509_verify(const struct mft_x509_verify_args *a, struct mft_err *err)
     }
     if (code == X509_V_ERR_CERT_HAS_EXPIRED || code == X509_V_ERR_CERT_NOT_YET_VALID) {
         /* expired only when the time is the one fault; else say what else is */
-        r = mft_x509_verify_run(a, X509_V_FLAG_NO_CHECK_TIME, &code2, &depth2, &bad2);
+        r = mft_x509_verify_run(a, X509_V_FLAG_NO_CHECK_TIME, MFT_X509_SECURITY_LEVEL, &code2,
+                                &depth2, &bad2);
         if (r == 1) {
             fault = code == X509_V_ERR_CERT_HAS_EXPIRED ? MFT_X509_EXPIRED : MFT_X509_NOT_YET_VALID;
         } else if (r == 0) {

@@ -130,6 +130,30 @@ void mft_x509_names(const X509 *cert, char *buf, size_t len);
 /* The public key as a short text: "RSA-2048", "EC-P-256", "ED25519" ... */
 int mft_x509_key_desc(const EVP_PKEY *key, char *buf, size_t len);
 
+/* ---- strength --------------------------------------------------------------- */
+
+/* The OpenSSL security level TLS certificates are held to: Debian's default,
+ * which every SSL_CTX applies to the certificates we install and which
+ * mft_x509_verify_run applies to the peer's chain. Level 2 = keys and
+ * signatures of at least 112 bits of security: RSA 2048 bits, EC 224 bits,
+ * no SHA-1 or MD5 signature. No setting lowers it. */
+#define MFT_X509_SECURITY_LEVEL 2
+
+/* The bits of security a level (OpenSSL's 1..5) requires: 80, 112, 128, 192,
+ * 256; 0 for level 0 (anything goes). */
+int mft_x509_level_bits(int level);
+
+/*
+ * Why OpenSSL's security level `level` refuses cert, in words for a message:
+ * "uses a 1024-bit RSA key (80 bits of security)" and / or "is signed with
+ * SHA1 (sha1WithRSAEncryption, 63 bits of security)", then ", below the
+ * minimum of security level 2 (112 bits)". The signature of a self-signed
+ * certificate is not judged, as OpenSSL does not judge it. Returns 1 with
+ * buf filled when cert falls below the level, 0 with buf "" when it does not
+ * (or cert is NULL).
+ */
+int mft_x509_weakness(X509 *cert, int level, char *buf, size_t len);
+
 /* ---- path validation ------------------------------------------------------ */
 
 /* What the peer's certificate must be good for: a TLS server (serverAuth, we
@@ -163,12 +187,14 @@ int mft_x509_verify(const struct mft_x509_verify_args *a, struct mft_err *err);
 /*
  * The path validation inside mft_x509_verify, for callers that classify the
  * refusal themselves: one X509_verify_cert run (no name check) with the given
- * extra X509_V_FLAG_* flags. Returns 1 (verified), 0 (refused: *code, *depth
- * and a reference to the certificate concerned in *bad, or NULL; free it) or
- * -1 (out of memory).
+ * extra X509_V_FLAG_* flags, keys and signatures held to security level
+ * `level` (MFT_X509_SECURITY_LEVEL; 0 = any strength, to learn whether the
+ * strength is a refusal's only fault). Returns 1 (verified), 0 (refused:
+ * *code, *depth and a reference to the certificate concerned in *bad, or
+ * NULL; free it) or -1 (out of memory).
  */
-int mft_x509_verify_run(const struct mft_x509_verify_args *a, unsigned long flags, int *code,
-                        int *depth, X509 **bad);
+int mft_x509_verify_run(const struct mft_x509_verify_args *a, unsigned long flags, int level,
+                        int *code, int *depth, X509 **bad);
 
 /* 1 when the leaf names peer: a DNS name without partial wildcards, or an IP
  * literal against its IP addresses; else 0. */

@@ -7,12 +7,16 @@
 # openssl CLI: per key type (RSA-2048, ECDSA P-256) a throwaway root CA, an
 # intermediate, and server certificates that are fine, expired, not yet
 # valid, for another name, without serverAuth, issued by the intermediate
-# (sent without it), self-signed, from another CA. Each case runs with TLS
-# 1.2 and TLS 1.3 servers where the version is not the point; every case
-# asserts the error kind and the facts it was derived from (verify code,
-# alert name and direction, versions, names). Two cases then go through
-# mft-egress to check that a failed handshake ends "failed" with the facts
-# in DeliveryUpdated.tls, never "sent".
+# (sent without it), self-signed, from another CA; and below OpenSSL's
+# security level 2 (Debian's default): a server certificate with an RSA-1024
+# key, a chain whose intermediate is signed with SHA-1 (s_server serves them
+# at @SECLEVEL=0), a station whose client certificate has an RSA-1024 key.
+# Each case runs with TLS 1.2 and TLS 1.3 servers where the version is not
+# the point; every case asserts the error kind and the facts it was derived
+# from (verify code, alert name and direction, versions, names). Three cases
+# then go through mft-egress to check that a failed handshake ends "failed"
+# (or "retrying" when the partner may still act) with the facts in
+# DeliveryUpdated.tls, never "sent".
 set -uo pipefail
 ROOT=${MFT_SRC:?}
 export MFT_BIN=${MFT_BIN:?}
@@ -30,9 +34,11 @@ mkdir -p "$C"
 
 # --- certificates -------------------------------------------------------------
 ossl() { openssl "$@" 2>>"$STACK_DIR/logs/openssl.log" >/dev/null || { echo "openssl $1 failed"; exit 1; }; }
-genkey() { # genkey ALG FILE
-  if [ "$1" = rsa ]; then ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$2"
-  else ossl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$2"; fi
+genkey() { # genkey ALG FILE — ALG: rsa (2048 bits), rsaBITS (rsa1024), ec (P-256)
+  case $1 in
+    rsa*) local bits=${1#rsa}; ossl genpkey -algorithm RSA -pkeyopt "rsa_keygen_bits:${bits:-2048}" -out "$2" ;;
+    *) ossl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$2" ;;
+  esac
 }
 mkca() { # mkca ALG NAME CN
   genkey "$1" "$C/$2.key"
@@ -40,7 +46,7 @@ mkca() { # mkca ALG NAME CN
     -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
     -out "$C/$2.pem"
 }
-# issue ALG NAME ISSUER SUBJECT-CN EXTENSIONS [START END]
+# issue ALG NAME ISSUER SUBJECT-CN EXTENSIONS [START END]; ISSUE_MD=sha1 signs with SHA-1
 issue() {
   local alg=$1 name=$2 issuer=$3 cn=$4 ext=$5
   genkey "$alg" "$C/$name.key"
@@ -53,16 +59,17 @@ issue() {
     ossl ca -batch -config "$C/db/cnf" -cert "$C/$issuer.pem" -keyfile "$C/$issuer.key" \
       -in "$C/$name.csr" -out "$C/$name.pem" -notext -startdate "$6" -enddate "$7" -extfile "$C/$name.ext"
   else
-    ossl x509 -req -in "$C/$name.csr" -CA "$C/$issuer.pem" -CAkey "$C/$issuer.key" -days 30 \
+    ossl x509 -req "-${ISSUE_MD:-sha256}" -in "$C/$name.csr" -CA "$C/$issuer.pem" -CAkey "$C/$issuer.key" -days 30 \
       -set_serial "0x$(openssl rand -hex 8)" -extfile "$C/$name.ext" -out "$C/$name.pem"
   fi
 }
 SAN='subjectAltName=DNS:localhost,IP:127.0.0.1\n'
 SRV="basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n$SAN"
+CAEXT='basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n'
 for a in rsa ec; do
   mkca $a $a-ca "root $a"
   mkca $a $a-other "other root $a"
-  issue $a $a-inter $a-ca "intermediate $a" 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n'
+  issue $a $a-inter $a-ca "intermediate $a" "$CAEXT"
   issue $a $a-ok $a-ca localhost "$SRV"
   issue $a $a-expired $a-ca localhost "$SRV" 20200101000000Z 20210101000000Z
   issue $a $a-notyet $a-ca localhost "$SRV" 20990101000000Z 20991231000000Z
@@ -74,14 +81,20 @@ for a in rsa ec; do
   ossl req -x509 -new -key "$C/$a-self.key" -subj /CN=localhost -days 30 -addext "subjectAltName=DNS:localhost" -out "$C/$a-self.pem"
   cat "$C/$a-stranger.pem" "$C/$a-other.pem" >"$C/$a-stranger-chain.pem"
 done
+# below security level 2: a 1024-bit RSA key (server, station), a SHA-1 signed intermediate
+issue rsa1024 rsa-weak rsa-ca localhost "$SRV"
+ISSUE_MD=sha1 issue rsa rsa-sha1inter rsa-ca "sha1 intermediate" "$CAEXT"
+issue rsa rsa-sha1leaf rsa-sha1inter localhost "$SRV"
+issue rsa1024 weak-client rsa-ca "weak station" 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n'
 pin_of() { openssl x509 -in "$1" -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64; }
 
 # --- the cases ------------------------------------------------------------------
 # case_add ID EXPECT SERVER CHECK... — SERVER: "s_server ARGS" | "plain" | "closed";
 # the partner's send (trust) and tls_policy come from SEND[ID] (default: trust
 # $ca, the case's CA) and POLICY[ID] (default: {}). CHECKs are Python expressions over v (the JSON verdict), t (its
-# tls facts) and alerts (["received fatal unknown_ca", ...]).
-CASES=(); declare -A SERVER EXPECT CHECKS SEND POLICY PORT
+# tls facts) and alerts (["received fatal unknown_ca", ...]). The station that
+# dials is STATION[ID] (default: acme).
+CASES=(); declare -A SERVER EXPECT CHECKS SEND POLICY PORT STATION
 case_add() {
   local id=$1; CASES+=("$id"); EXPECT[$id]=$2; SERVER[$id]=$3; shift 3
   local c; CHECKS[$id]=""; for c in "$@"; do CHECKS[$id]+="$c"$'\n'; done
@@ -142,27 +155,47 @@ done
 # our own certificate, judged by the partner: expired (station "late"), no
 # clientAuth (station "server-only" presents a serverAuth-only certificate)
 for v in 1.2 1.3; do
-  s=${v/./}
+  s=${v/./}; STATION[late-$s]=late; STATION[serveronly-$s]=serveronly
   case_add "late-$s" TLS_OUR_CERT_REJECTED "-tls${v/./_} -cert $C/ec-ok.pem -key $C/ec-ok.key -Verify 1 -verify_return_error -CAfile $K/ca.crt" \
     "'received fatal certificate_expired' in alerts" "'HAS EXPIRED' in v['message']"
   case_add "serveronly-$s" TLS_OUR_CERT_REJECTED "-tls${v/./_} -cert $C/ec-ok.pem -key $C/ec-ok.key -Verify 1 -verify_return_error -CAfile $K/ca.crt" \
     "'received fatal unsupported_certificate' in alerts" "'client authentication' in v['message']"
 done
+# security level 2: the partner's weak certificate or chain (renewal is the
+# partner's to do), our station's weak certificate (ours to replace: not a
+# key mismatch)
+ca=[\"$C/rsa-ca.pem\"]
+for v in 1.2 1.3; do
+  s=${v/./}; sv="-tls${v/./_} -cipher DEFAULT:@SECLEVEL=0"
+  case_add "weakkey-$s" TLS_SERVER_UNTRUSTED "$sv -cert $C/rsa-weak.pem -key $C/rsa-weak.key" \
+    "t['verify_code'] == 66" "t['peer_certificate']['key'] == 'RSA-1024'" \
+    "'certificate \"CN=localhost\" uses a 1024-bit RSA key' in v['message']" \
+    "'below the minimum of security level 2' in v['message']" "'partner must renew' in v['remedy']"
+  case_add "sha1inter-$s" TLS_SERVER_UNTRUSTED "$sv -cert $C/rsa-sha1leaf.pem -key $C/rsa-sha1leaf.key -cert_chain $C/rsa-sha1inter.pem" \
+    "t['verify_code'] == 68" "'CA certificate \"CN=sha1 intermediate\" is signed with SHA1 (sha1WithRSAEncryption' in v['message']" \
+    "'partner must renew' in v['remedy']"
+done
+case_add weakclient TLS_OWN_CERT_TOO_WEAK "-cert $C/rsa-ok.pem -key $C/rsa-ok.key" \
+  "'our TLS client certificate \"CN=weak station\" uses a 1024-bit RSA key' in v['message']" \
+  "'security level 2' in v['message']" "'issue the station a new TLS certificate' in v['remedy']" \
+  "'ee key too small' in v['detail']" "t['local_certificate']['key'] == 'RSA-1024'"
+STATION[weakclient]=weak
 case_add nottls TLS_NOT_TLS plain "t['version'] == ''" "'does not answer in TLS' in v['message']"
 case_add refused CONNECT closed "'cannot connect' in v['message']"
 
 # --- the registry: one partner per case -------------------------------------------
 NGPORT=$(free_port)
 {
-  station() { # station ID TLS_CLIENT_BASENAME
-    printf '{"id": "%s", "as2_id": "%s", "signing": {"cert": "%s/acme-signing.crt", "key": "%s/acme-signing.key"}, "encryption": [{"cert": "%s/acme-encryption.crt", "key": "%s/acme-encryption.key"}], "tls": {"cert": "%s/acme-tls.crt", "key": "%s/acme-tls.key"}, "tls_client": {"cert": "%s/%s.crt", "key": "%s/%s.key"}}' \
-      "$1" "${1^^}" "$K" "$K" "$K" "$K" "$K" "$K" "$K" "$2" "$K" "$2"
+  station() { # station ID TLS_CLIENT_CERT TLS_CLIENT_KEY
+    printf '{"id": "%s", "as2_id": "%s", "signing": {"cert": "%s/acme-signing.crt", "key": "%s/acme-signing.key"}, "encryption": [{"cert": "%s/acme-encryption.crt", "key": "%s/acme-encryption.key"}], "tls": {"cert": "%s/acme-tls.crt", "key": "%s/acme-tls.key"}, "tls_client": {"cert": "%s", "key": "%s"}}' \
+      "$1" "${1^^}" "$K" "$K" "$K" "$K" "$K" "$K" "$2" "$3"
   }
-  printf '{"stations": [%s, %s, %s],\n "partners": [\n' "$(station acme acme-client)" \
-    "$(station late globex-client-expired)" "$(station serveronly acme-tls)"
+  printf '{"stations": [%s, %s, %s, %s],\n "partners": [\n' "$(station acme "$K/acme-client.crt" "$K/acme-client.key")" \
+    "$(station late "$K/globex-client-expired.crt" "$K/globex-client-expired.key")" \
+    "$(station serveronly "$K/acme-tls.crt" "$K/acme-tls.key")" "$(station weak "$C/weak-client.pem" "$C/weak-client.key")"
   sep=
   for id in "${CASES[@]}" ng-ok ng-unknownca; do
-    st=acme; [[ $id == late-* ]] && st=late; [[ $id == serveronly-* ]] && st=serveronly
+    st=${STATION[$id]:-acme}
     port=${PORT[$id]:-$NGPORT}
     send=${SEND[$id]:-"{\"tls_server_cas\": [\"$C/ec-ca.pem\"]}"}
     send="${send%\}}, \"url\": \"https://localhost:${port}/as2\", \"encrypt\": \"none\", \"mdn\": \"none\"}"
@@ -283,14 +316,28 @@ else
 fi
 
 # --- through egress: a failed handshake is an event with its facts -----------------
+# egress_add REQUEST-ID CASE WAIT STATES FACTS WHAT — one message through
+# mft-egress to the partner of CASE (its server up): not delivered, its
+# DeliveryUpdated states match STATES (a regex), the last error's kind is the
+# case's EXPECT, and FACTS (Python over t, that event's tls, and alerts) hold.
+EG=(); declare -A EG_CASE EG_WAIT EG_STATES EG_FACTS EG_WHAT
+egress_add() { EG+=("$1"); EG_CASE[$1]=$2; EG_WAIT[$1]=$3; EG_STATES[$1]=$4; EG_FACTS[$1]=$5; EG_WHAT[$1]=$6; }
+egress_add e-expired ec-13-expired 30 '^queued sending failed$' \
+  "t['verify_code'] == 10 and t['direction'] == 'outbound' and t['peer_certificate']['not_after'] == '2021-01-01T00:00:00Z'" \
+  "expired server certificate fails at once"
+egress_add e-unknownca ec-13-mtls-unknownca 10 '^queued sending retrying' \
+  "'received fatal unknown_ca' in alerts and t['version'] == 'TLSv1.3'" "our certificate refused is retried"
+egress_add e-weakclient weakclient 30 '^queued sending failed$' \
+  "t['local_certificate']['key'] == 'RSA-1024' and t['local_certificate']['subject'] == 'CN=weak station'" \
+  "our certificate below security level 2 fails at once"
 stack_egress || exit 1
-start_server ec-13-expired
-"$CTL" send --partner ec-13-expired --request-id e-expired "$K/ca.crt" --wait 30 >"$STACK_DIR/e1.jsonl" 2>&1
-check_eq "egress: a handshake failure is not delivered" 1 $?
-stop_server
-start_server ec-13-mtls-unknownca
-"$CTL" send --partner ec-13-mtls-unknownca --request-id e-unknownca "$K/ca.crt" --wait 10 >"$STACK_DIR/e2.jsonl" 2>&1
-stop_server
+for rid in "${EG[@]}"; do
+  start_server "${EG_CASE[$rid]}"
+  "$CTL" send --partner "${EG_CASE[$rid]}" --request-id "$rid" "$K/ca.crt" --wait "${EG_WAIT[$rid]}" \
+    >"$STACK_DIR/$rid.jsonl" 2>&1
+  check_eq "egress: ${EG_WHAT[$rid]}: not delivered" 1 $?
+  stop_server
+done
 "$CTL" events mft.status.v1 >"$STACK_DIR/status.jsonl"
 EV_PY='
 import json, sys
@@ -306,13 +353,11 @@ print(" ".join(states))
 print((e.get("error") or {}).get("kind", ""))
 print(eval(want))
 '
-mapfile -t r1 < <(python3 -c "$EV_PY" "$STACK_DIR/status.jsonl" e-expired "t['verify_code'] == 10 and t['direction'] == 'outbound' and t['peer_certificate']['not_after'] == '2021-01-01T00:00:00Z'")
-check_eq "egress: expired server certificate fails at once, never sent" "queued sending failed" "${r1[0]:-}"
-check_eq "egress: ... error kind" TLS_SERVER_EXPIRED "${r1[1]:-}"
-check_eq "egress: ... DeliveryUpdated.tls carries the facts" True "${r1[2]:-}"
-mapfile -t r2 < <(python3 -c "$EV_PY" "$STACK_DIR/status.jsonl" e-unknownca "'received fatal unknown_ca' in alerts and t['version'] == 'TLSv1.3'")
-check_match "egress: our certificate refused is retried, never sent" '^queued sending retrying' "${r2[0]:-}"
-check_eq "egress: ... error kind" TLS_OUR_CERT_REJECTED "${r2[1]:-}"
-check_eq "egress: ... the alert in DeliveryUpdated.tls" True "${r2[2]:-}"
+for rid in "${EG[@]}"; do
+  mapfile -t r < <(python3 -c "$EV_PY" "$STACK_DIR/status.jsonl" "$rid" "${EG_FACTS[$rid]}")
+  check_match "egress: ${EG_WHAT[$rid]}, never sent" "${EG_STATES[$rid]}" "${r[0]:-}"
+  check_eq "egress: ... error kind" "${EXPECT[${EG_CASE[$rid]}]}" "${r[1]:-}"
+  check_eq "egress: ... DeliveryUpdated.tls carries the facts" True "${r[2]:-}"
+done
 
 finish

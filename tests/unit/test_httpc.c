@@ -17,7 +17,10 @@
  * common version (policy TLS 1.3 against a TLS 1.2 server), no shared cipher
  * (policy suites the server lacks), trust mode, own key mismatch, nginx's
  * HTTP 400 for a missing client certificate, the facts of a success, and the
- * handshake-only pre-flight (mft_httpc_handshake).
+ * handshake-only pre-flight (mft_httpc_handshake). Security level 2: an
+ * RSA-1024 server certificate, an RSA-1024 or SHA-1 signed intermediate in
+ * the server's chain, and the same weaknesses in our own client certificate
+ * and chain (served by listeners at @SECLEVEL=0).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -45,7 +48,7 @@
 static const char server_py[] =
     "# Test HTTP(S) server for test_httpc: argv = ports_file, then listeners\n"
     "# \"name,mode,cert,key,cafile,maxver[,ciphers]\" (mode: plain | tls | mtls; maxver 12 or\n"
-    "# 13; ciphers: an OpenSSL TLS 1.2 cipher list).\n"
+    "# 13; ciphers: an OpenSSL TLS 1.2 cipher list, which may set the security level).\n"
     "import hashlib, http.server, os, socketserver, ssl, sys, threading, time\n"
     "\n"
     "SNI = {}\n"
@@ -162,11 +165,11 @@ static const char server_py[] =
     "    srv = Server(('127.0.0.1', 0), Handler)\n"
     "    if mode != 'plain':\n"
     "        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n"
+    "        if len(spec.split(',')) > 6:  # first: '@SECLEVEL=0' lets a weak cert load\n"
+    "            ctx.set_ciphers(spec.split(',')[6])\n"
     "        ctx.load_cert_chain(cert, key)\n"
     "        if maxver == '12':\n"
     "            ctx.maximum_version = ssl.TLSVersion.TLSv1_2\n"
-    "        if len(spec.split(',')) > 6:\n"
-    "            ctx.set_ciphers(spec.split(',')[6])\n"
     "        if mode == 'mtls':\n"
     "            ctx.verify_mode = ssl.CERT_REQUIRED\n"
     "            ctx.load_verify_locations(cafile)\n"
@@ -183,7 +186,7 @@ static const char server_py[] =
 static char dir[128];
 static pid_t server_pid;
 static int port_tls, port_other, port_expired, port_mtls, port_mtls12, port_tls12, port_plain,
-    port_closed, port_self, port_notyet, port_inter, port_cipher;
+    port_closed, port_self, port_notyet, port_inter, port_cipher, port_weak, port_weakca, port_sha1;
 static X509 *ca, *ca2, *srv, *other;
 static char srv_sha256[65], srv_pin[64];
 static char *client_cert_pem, *client_key_pem, *srv_key_pem, *client2_cert_pem, *client2_key_pem;
@@ -195,19 +198,22 @@ static void path(char *buf, size_t len, const char *name, const char *ext)
     snprintf(buf, len, "%s/%s.%s", dir, name, ext);
 }
 
-static void make_key(const char *name)
+/* A private key for <name>: EC P-256, or RSA of rsa_bits bits when given. */
+static void make_key(const char *name, const char *rsa_bits)
 {
-    char key[256];
+    char key[256], opt[64];
     path(key, sizeof(key), name, "key");
-    assert_int_equal(tk_run_rc("openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
-                               "ec_paramgen_curve:P-256", "-out", key, NULL),
+    snprintf(opt, sizeof(opt), "rsa_keygen_bits:%s", rsa_bits ? rsa_bits : "");
+    assert_int_equal(tk_run_rc("openssl", "genpkey", "-algorithm", rsa_bits ? "RSA" : "EC",
+                               "-pkeyopt", rsa_bits ? opt : "ec_paramgen_curve:P-256", "-out", key,
+                               NULL),
                      0);
 }
 
 static void make_ca(const char *name, const char *subj)
 {
     char key[256], pem[256];
-    make_key(name);
+    make_key(name, NULL);
     path(key, sizeof(key), name, "key");
     path(pem, sizeof(pem), name, "pem");
     assert_int_equal(tk_run_rc("openssl", "req", "-x509", "-new", "-key", key, "-subj", subj,
@@ -217,11 +223,11 @@ static void make_ca(const char *name, const char *subj)
                      0);
 }
 
-/* A CSR and extension file for <name>. */
-static void make_csr(const char *name, const char *subj, const char *ext)
+/* A CSR and extension file for <name> (key: see make_key). */
+static void make_csr(const char *name, const char *subj, const char *ext, const char *rsa_bits)
 {
     char key[256], csr[256], extf[256];
-    make_key(name);
+    make_key(name, rsa_bits);
     path(key, sizeof(key), name, "key");
     path(csr, sizeof(csr), name, "csr");
     path(extf, sizeof(extf), name, "ext");
@@ -230,20 +236,43 @@ static void make_csr(const char *name, const char *subj, const char *ext)
         tk_run_rc("openssl", "req", "-new", "-key", key, "-subj", subj, "-out", csr, NULL), 0);
 }
 
-static void make_leaf_by(const char *issuer, const char *name, const char *subj, const char *serial,
-                         const char *ext)
+static char *pem_cat(const char *a, const char *b);
+
+/* How a certificate is made beyond its names: its key (rsa_bits, see
+ * make_key), the digest its issuer signs with (NULL = SHA-256), and whether
+ * its .pem file also holds the issuer (the chain a server or client sends). */
+struct how {
+    const char *rsa_bits, *md;
+    int with_issuer;
+};
+
+static void make_leaf_how(const char *issuer, const char *name, const char *subj,
+                          const char *serial, const char *ext, const struct how *how)
 {
-    char csr[256], extf[256], pem[256], cakey[256], capem[256];
-    make_csr(name, subj, ext);
+    char csr[256], extf[256], pem[256], cakey[256], capem[256], md[16];
+    make_csr(name, subj, ext, how->rsa_bits);
     path(csr, sizeof(csr), name, "csr");
     path(extf, sizeof(extf), name, "ext");
     path(pem, sizeof(pem), name, "pem");
     path(cakey, sizeof(cakey), issuer, "key");
     path(capem, sizeof(capem), issuer, "pem");
-    assert_int_equal(tk_run_rc("openssl", "x509", "-req", "-in", csr, "-CA", capem, "-CAkey", cakey,
-                               "-days", "30", "-set_serial", serial, "-extfile", extf, "-out", pem,
-                               NULL),
+    snprintf(md, sizeof(md), "-%s", how->md ? how->md : "sha256");
+    assert_int_equal(tk_run_rc("openssl", "x509", "-req", md, "-in", csr, "-CA", capem, "-CAkey",
+                               cakey, "-days", "30", "-set_serial", serial, "-extfile", extf,
+                               "-out", pem, NULL),
                      0);
+    if (how->with_issuer) {
+        char *both = pem_cat(name, issuer);
+        tk_write(pem, both, strlen(both));
+        free(both);
+    }
+}
+
+static void make_leaf_by(const char *issuer, const char *name, const char *subj, const char *serial,
+                         const char *ext)
+{
+    static const struct how plain = {NULL, NULL, 0};
+    make_leaf_how(issuer, name, subj, serial, ext, &plain);
 }
 
 static void make_leaf(const char *name, const char *subj, const char *serial, const char *ext)
@@ -258,7 +287,7 @@ static void make_dated(const char *name, const char *subj, const char *ext, cons
 {
     char cnf[256], db[256], ser[256], nd[256], csr[256], extf[256], pem[256], cakey[256],
         capem[256], text[1024];
-    make_csr(name, subj, ext);
+    make_csr(name, subj, ext, NULL);
     path(cnf, sizeof(cnf), "ca", "cnf");
     path(db, sizeof(db), "ca", "index");
     path(ser, sizeof(ser), "ca", "serial");
@@ -294,6 +323,21 @@ static char *read_text(const char *name, const char *ext)
     char p[256];
     path(p, sizeof(p), name, ext);
     return (char *)tk_read(p, NULL);
+}
+
+/* The PEM files of a and b, one after the other (malloc'd): a certificate and
+ * its chain. */
+static char *pem_cat(const char *a, const char *b)
+{
+    char *x = read_text(a, "pem"), *y = read_text(b, "pem"), *both;
+    size_t xl = strlen(x), yl = strlen(y);
+    both = malloc(xl + yl + 1);
+    assert_non_null(both);
+    memcpy(both, x, xl);
+    memcpy(both + xl, y, yl + 1);
+    free(x);
+    free(y);
+    return both;
 }
 
 /* `openssl x509 -fingerprint -sha256` as lowercase hex without colons. */
@@ -353,51 +397,67 @@ static int closed_port(void)
     return port;
 }
 
-static void listener(char *buf, size_t len, const char *name, const char *mode, const char *cert,
-                     const char *maxver)
-{
-    snprintf(buf, len, "%s,%s,%s/%s.pem,%s/%s.key,%s/ca.pem,%s", name, mode, dir, cert, dir, cert,
-             dir, maxver);
-}
+/* A cipher list that lets a listener serve certificates below security level
+ * 2 (Python's default level, and ours). */
+#define SECLEVEL0 "DEFAULT:@SECLEVEL=0"
+
+/* The test server's listeners: name, mode, certificate (<cert>.pem, its
+ * chain included, and <cert>.key), TLS max version, OpenSSL cipher list (NULL
+ * = the default) and where the port goes. */
+static const struct {
+    const char *name, *mode, *cert, *maxver, *ciphers;
+    int *port;
+} listeners[] = {
+    {"tls", "tls", "srv", "13", NULL, &port_tls},
+    {"other", "tls", "other", "13", NULL, &port_other},
+    {"expired", "tls", "expired", "13", NULL, &port_expired},
+    {"mtls", "mtls", "srv", "13", NULL, &port_mtls},
+    {"mtls12", "mtls", "srv", "12", NULL, &port_mtls12},
+    {"tls12", "tls", "srv", "12", NULL, &port_tls12},
+    {"plain", "plain", "srv", "13", NULL, &port_plain},
+    {"self", "tls", "self", "13", NULL, &port_self},
+    {"notyet", "tls", "notyet", "13", NULL, &port_notyet},
+    {"inter", "tls", "interleaf", "13", NULL, &port_inter},
+    {"cipher", "tls", "srv", "12", "ECDHE-ECDSA-AES128-GCM-SHA256", &port_cipher},
+    {"weak", "tls", "weaksrv", "13", SECLEVEL0, &port_weak},
+    {"weakca", "tls", "weakcasrv", "13", SECLEVEL0, &port_weakca},
+    {"sha1", "tls", "sha1srv", "12", SECLEVEL0, &port_sha1},
+};
+#define N_LISTENERS (sizeof(listeners) / sizeof(listeners[0]))
 
 static int *port_of(const char *name)
 {
-    static const struct {
-        const char *name;
-        int *port;
-    } ports[] = {{"tls", &port_tls},     {"other", &port_other},   {"expired", &port_expired},
-                 {"mtls", &port_mtls},   {"mtls12", &port_mtls12}, {"tls12", &port_tls12},
-                 {"plain", &port_plain}, {"self", &port_self},     {"notyet", &port_notyet},
-                 {"inter", &port_inter}, {"cipher", &port_cipher}};
-    for (size_t i = 0; i < sizeof(ports) / sizeof(ports[0]); i++)
-        if (strcmp(ports[i].name, name) == 0)
-            return ports[i].port;
+    for (size_t i = 0; i < N_LISTENERS; i++)
+        if (strcmp(listeners[i].name, name) == 0)
+            return listeners[i].port;
     return NULL;
+}
+
+static int all_ports_known(void)
+{
+    for (size_t i = 0; i < N_LISTENERS; i++)
+        if (*listeners[i].port == 0)
+            return 0;
+    return 1;
 }
 
 static void start_server(void)
 {
-    char script[256], ports[256], l[11][1024];
+    char script[256], ports[256], l[N_LISTENERS][1024];
+    char *argv[N_LISTENERS + 4] = {"python3", script, ports};
     path(script, sizeof(script), "server", "py");
     path(ports, sizeof(ports), "server", "ports");
     tk_write(script, server_py, strlen(server_py));
-    listener(l[0], sizeof(l[0]), "tls", "tls", "srv", "13");
-    listener(l[1], sizeof(l[1]), "other", "tls", "other", "13");
-    listener(l[2], sizeof(l[2]), "expired", "tls", "expired", "13");
-    listener(l[3], sizeof(l[3]), "mtls", "mtls", "srv", "13");
-    listener(l[4], sizeof(l[4]), "mtls12", "mtls", "srv", "12");
-    listener(l[5], sizeof(l[5]), "tls12", "tls", "srv", "12");
-    listener(l[6], sizeof(l[6]), "plain", "plain", "srv", "13");
-    listener(l[7], sizeof(l[7]), "self", "tls", "self", "13");
-    listener(l[8], sizeof(l[8]), "notyet", "tls", "notyet", "13");
-    listener(l[9], sizeof(l[9]), "inter", "tls", "interleaf", "13");
-    listener(l[10], sizeof(l[10]), "cipher", "tls", "srv", "12");
-    strncat(l[10], ",ECDHE-ECDSA-AES128-GCM-SHA256", sizeof(l[10]) - strlen(l[10]) - 1);
+    for (size_t i = 0; i < N_LISTENERS; i++) {
+        snprintf(l[i], sizeof(l[i]), "%s,%s,%s/%s.pem,%s/%s.key,%s/ca.pem,%s%s%s",
+                 listeners[i].name, listeners[i].mode, dir, listeners[i].cert, dir,
+                 listeners[i].cert, dir, listeners[i].maxver, listeners[i].ciphers ? "," : "",
+                 listeners[i].ciphers ? listeners[i].ciphers : "");
+        argv[3 + i] = l[i];
+    }
     server_pid = fork();
     assert_true(server_pid >= 0);
     if (server_pid == 0) {
-        char *argv[] = {"python3", script, ports, l[0], l[1], l[2],  l[3], l[4],
-                        l[5],      l[6],   l[7],  l[8], l[9], l[10], NULL};
         execvp(argv[0], argv);
         _exit(127);
     }
@@ -412,7 +472,7 @@ static void start_server(void)
                     *dst = port;
             }
             fclose(f);
-            if (port_tls && port_cipher)
+            if (all_ports_known())
                 return;
         }
         struct timespec ts = {0, 20000000};
@@ -424,6 +484,25 @@ static void start_server(void)
 #define EXT_SERVER_LOCAL                                                                           \
     "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"                                     \
     "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+#define EXT_CLIENT "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n"
+#define EXT_CA "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n"
+
+/* Certificates below security level 2 (112 bits): an RSA-1024 key, an
+ * intermediate signed with SHA-1, an intermediate with an RSA-1024 key; for
+ * the server and for our client identity (each .pem with its chain). */
+static const struct {
+    const char *issuer, *name, *subj, *serial, *ext;
+    struct how how;
+} weak_certs[] = {
+    {"ca", "weaksrv", "/O=weak partner/CN=localhost", "0x61", EXT_SERVER_LOCAL, {"1024", NULL, 0}},
+    {"ca", "sha1inter", "/CN=sha1 intermediate", "0x62", EXT_CA, {NULL, "sha1", 0}},
+    {"sha1inter", "sha1srv", "/CN=localhost", "0x63", EXT_SERVER_LOCAL, {NULL, NULL, 1}},
+    {"ca", "weakinter", "/CN=weak intermediate", "0x64", EXT_CA, {"1024", NULL, 0}},
+    {"weakinter", "weakcasrv", "/CN=localhost", "0x65", EXT_SERVER_LOCAL, {NULL, NULL, 1}},
+    {"ca", "weakclient", "/O=mft test/CN=weak station", "0x66", EXT_CLIENT, {"1024", NULL, 0}},
+    {"sha1inter", "sha1client", "/CN=sha1 station", "0x67", EXT_CLIENT, {NULL, NULL, 1}},
+    {"weakinter", "weakcaclient", "/CN=weak ca station", "0x68", EXT_CLIENT, {NULL, NULL, 1}},
+};
 
 static int setup(void **state)
 {
@@ -435,20 +514,20 @@ static int setup(void **state)
     make_leaf("other", "/CN=other.example", "0x51",
               "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
               "subjectAltName=DNS:other.example\n");
-    make_leaf("client", "/O=mft test/CN=mft station", "0x77",
-              "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n");
+    make_leaf("client", "/O=mft test/CN=mft station", "0x77", EXT_CLIENT);
     make_dated("expired", "/CN=localhost", EXT_SERVER_LOCAL, "20200101000000Z", "20210101000000Z");
     make_dated("notyet", "/CN=localhost", EXT_SERVER_LOCAL, "20990101000000Z", "20991231000000Z");
-    make_leaf_by("ca", "inter", "/O=mft test/CN=mft test intermediate", "0x31",
-                 "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n");
+    make_leaf_by("ca", "inter", "/O=mft test/CN=mft test intermediate", "0x31", EXT_CA);
     make_leaf_by("inter", "interleaf", "/CN=localhost", "0x32",
                  EXT_SERVER_LOCAL
                  "authorityInfoAccess=caIssuers;URI:http://ca.invalid/inter.crt\n");
-    make_leaf_by("ca2", "client2", "/O=elsewhere/CN=stranger", "0x78",
-                 "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n");
+    make_leaf_by("ca2", "client2", "/O=elsewhere/CN=stranger", "0x78", EXT_CLIENT);
+    for (size_t i = 0; i < sizeof(weak_certs) / sizeof(weak_certs[0]); i++)
+        make_leaf_how(weak_certs[i].issuer, weak_certs[i].name, weak_certs[i].subj,
+                      weak_certs[i].serial, weak_certs[i].ext, &weak_certs[i].how);
     {
         char key[256], pem[256];
-        make_key("self");
+        make_key("self", NULL);
         path(key, sizeof(key), "self", "key");
         path(pem, sizeof(pem), "self", "pem");
         assert_int_equal(tk_run_rc("openssl", "req", "-x509", "-new", "-key", key, "-subj",
@@ -462,16 +541,7 @@ static int setup(void **state)
     other = load("other");
     cli_fingerprint("srv", srv_sha256);
     cli_pin("srv", srv_pin);
-    {
-        char *leaf = read_text("client", "pem"), *chain = read_text("ca", "pem");
-        size_t a = strlen(leaf), b = strlen(chain);
-        client_cert_pem = malloc(a + b + 1);
-        assert_non_null(client_cert_pem);
-        memcpy(client_cert_pem, leaf, a);
-        memcpy(client_cert_pem + a, chain, b + 1); /* the certificate + its chain */
-        free(leaf);
-        free(chain);
-    }
+    client_cert_pem = pem_cat("client", "ca"); /* the certificate + its chain */
     client_key_pem = read_text("client", "key");
     client2_cert_pem = read_text("client2", "pem");
     client2_key_pem = read_text("client2", "key");
@@ -1257,6 +1327,120 @@ static void test_tls_kinds(void **state)
     sk_X509_pop_free(t.cas, X509_free);
 }
 
+/*
+ * OpenSSL's security level 2 (Debian's default): keys and signatures below
+ * 112 bits of security. The server's certificate, a CA certificate of its
+ * chain, a SHA-1 signed intermediate: TLS_SERVER_UNTRUSTED naming the
+ * certificate and why (the verify code says which). Our certificate, or a CA
+ * certificate of our chain: TLS_OWN_CERT_TOO_WEAK naming it, not
+ * TLS_OWN_KEY_MISMATCH (the key matches). Never retried.
+ */
+static void test_security_level(void **state)
+{
+    (void)state;
+    static const struct {
+        int *port;
+        const char *client; /* our identity: <client>.pem (with its chain) and .key; or NULL */
+        enum mft_err_kind kind;
+        long verify_code;       /* 0: our verification did not run */
+        const char *key;        /* in the facts: the server's key, or ours (client) */
+        const char *message[3]; /* all in the message */
+        const char *remedy;     /* in the remedy */
+    } cases[] = {
+        {&port_weak,
+         NULL,
+         MFT_E_TLS_SERVER_UNTRUSTED,
+         66,
+         "RSA-1024",
+         {"the server's TLS certificate \"CN=localhost,O=weak partner\"",
+          "uses a 1024-bit RSA key (80 bits of security)",
+          "below the minimum of security level 2 (112 bits)"},
+         "the partner must renew"},
+        {&port_weakca,
+         NULL,
+         MFT_E_TLS_SERVER_UNTRUSTED,
+         67,
+         "EC-P-256",
+         {"the server's TLS CA certificate \"CN=weak intermediate\"", "uses a 1024-bit RSA key",
+          "security level 2"},
+         "the partner must renew"},
+        {&port_sha1,
+         NULL,
+         MFT_E_TLS_SERVER_UNTRUSTED,
+         68,
+         "EC-P-256",
+         {"the server's TLS CA certificate \"CN=sha1 intermediate\"",
+          "is signed with SHA1 (ecdsa-with-SHA1", "security level 2"},
+         "the partner must renew"},
+        {&port_tls,
+         "weakclient",
+         MFT_E_TLS_OWN_CERT_TOO_WEAK,
+         0,
+         "RSA-1024",
+         {"our TLS client certificate \"CN=weak station,O=mft test\"",
+          "uses a 1024-bit RSA key (80 bits of security)", "security level 2 (112 bits)"},
+         "issue the station a new TLS certificate"},
+        {&port_tls,
+         "weakcaclient",
+         MFT_E_TLS_OWN_CERT_TOO_WEAK,
+         0,
+         "EC-P-256",
+         {"the CA certificate \"CN=weak intermediate\" in our TLS client chain",
+          "uses a 1024-bit RSA key", "security level 2"},
+         "current chain from its CA"},
+        {&port_tls,
+         "sha1client",
+         MFT_E_TLS_OWN_CERT_TOO_WEAK,
+         0,
+         "EC-P-256",
+         {"the CA certificate \"CN=sha1 intermediate\" in our TLS client chain",
+          "is signed with SHA1", "security level 2"},
+         "current chain from its CA"},
+    };
+    char u[256];
+    const unsigned char body[] = "x";
+    struct mft_httpc_trust t = {NULL, stack(ca, NULL), NULL, 0};
+    struct mft_tls_facts f;
+    struct mft_httpc_request rq = req(u, &t, body, 1);
+    struct mft_httpc_response r;
+
+    rq.facts_out = &f;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *pem = cases[i].client ? read_text(cases[i].client, "pem") : NULL;
+        char *key = cases[i].client ? read_text(cases[i].client, "key") : NULL;
+        struct mft_httpc_client_id id = {pem, key};
+        rq.client = cases[i].client ? &id : NULL;
+        url(u, sizeof(u), "https", "localhost", *cases[i].port, "/as2");
+        struct mft_err e = post_fail(&rq, cases[i].kind);
+        for (size_t k = 0; k < 3; k++)
+            if (!strstr(e.message, cases[i].message[k]))
+                fail_msg("case %zu: \"%s\" not in the message: %s", i, cases[i].message[k],
+                         e.message);
+        if (!strstr(e.remedy, cases[i].remedy))
+            fail_msg("case %zu: \"%s\" not in the remedy: %s", i, cases[i].remedy, e.remedy);
+        assert_int_equal(f.verify_code, cases[i].verify_code);
+        assert_string_equal(cases[i].client ? f.local_cert.key : f.peer_cert.key, cases[i].key);
+        assert_false(mft_httpc_err_transient(&e));
+        if (cases[i].client) { /* the certificate refused and OpenSSL's reason */
+            assert_non_null(strstr(e.detail, "refused certificate subject="));
+            assert_non_null(strstr(e.detail, "openssl error:"));
+        }
+        free(pem);
+        free(key);
+    }
+    /* a weak certificate registered exactly is the partner's registration:
+     * only the CA rule judges strength */
+    rq.client = NULL;
+    url(u, sizeof(u), "https", "localhost", port_weak, "/as2");
+    struct mft_httpc_trust exact = {stack(load("weaksrv"), NULL), NULL, NULL, 0};
+    X509_free(sk_X509_value(exact.certs, 0)); /* stack() took its own reference */
+    rq.trust = &exact;
+    post_echo(&rq, body, 1, &r);
+    mft_httpc_response_free(&r);
+    sk_X509_pop_free(exact.certs, X509_free);
+    sk_X509_pop_free(t.cas, X509_free);
+}
+
 /* The facts of a successful exchange, and nginx's HTTP 400 for a missing
  * client certificate. */
 static void test_facts(void **state)
@@ -1426,6 +1610,7 @@ int main(void)
         cmocka_unit_test(test_network_errors), cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_threads),        cmocka_unit_test(test_tls_kinds),
         cmocka_unit_test(test_facts),          cmocka_unit_test(test_handshake),
+        cmocka_unit_test(test_security_level),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -4,7 +4,8 @@
  * RC2-40; OpenAS2's three-alias keystore; pyas2's encrypted PEM) and against
  * files the openssl CLI makes in a temporary directory (DER, PKCS#1, SEC1,
  * encrypted DER). Certificate facts are compared with what `openssl x509`
- * prints for the same file.
+ * prints for the same file. What makes a certificate too weak for a security
+ * level is checked on an RSA-1024 and a SHA-1 signed certificate.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -69,6 +70,14 @@ static int setup(void **state)
         "openssl req -utf8 -x509 -new -key ec.pem -subj '/CN=t\xc3\xa9st EC/O=Ex, Inc.' -days 2 "
         "-set_serial 0x00ab01 -out ec.crt",
         "echo 'not a certificate' > junk.txt",
+        /* below security level 2: a self-signed RSA-1024 (its SHA-1 self-signature
+         * not judged), an EC certificate that ec.crt's key signed with SHA-1 */
+        "openssl req -x509 -new -newkey rsa:1024 -nodes -keyout r1024.key -subj /CN=weak -sha1 "
+        "-days 2 -out r1024.crt 2>/dev/null",
+        "openssl ecparam -genkey -name prime256v1 -noout -out ec2.pem",
+        "openssl req -new -key ec2.pem -subj /CN=sha1 -out ec2.csr",
+        "openssl x509 -req -sha1 -in ec2.csr -CA ec.crt -CAkey ec.pem -days 2 -set_serial 2 "
+        "-out ecsha1.crt 2>/dev/null",
         "openssl pkcs12 -export -inkey " AS2 "node-libas2/libas2community.key -in " AS2
         "node-libas2/libas2community.cer -passout pass: -out empty.p12",
     };
@@ -392,6 +401,42 @@ static void test_ec_and_facts(void **state)
     X509_free(c);
 }
 
+/* What a security level refuses, in words: the key's size, and the
+ * signature's digest unless the certificate is self-signed (as OpenSSL). */
+static void test_weakness(void **state)
+{
+    static const struct {
+        const char *file;
+        int level;
+        const char *words; /* NULL: not too weak */
+    } cases[] = {
+        {"ec.crt", 2, NULL},
+        {"r1024.crt", 2,
+         "uses a 1024-bit RSA key (80 bits of security), below the minimum of security level 2 "
+         "(112 bits)"},
+        {"r1024.crt", 1, NULL},
+        {"r1024.crt", 0, NULL},
+        {"ecsha1.crt", 2,
+         "is signed with SHA1 (ecdsa-with-SHA1, 63 bits of security), below the minimum of "
+         "security level 2 (112 bits)"},
+    };
+    struct mft_err err;
+    char buf[320];
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        X509 *c = NULL;
+        assert_int_equal(mft_x509_load_cert(tmp(cases[i].file), &c, &err), 0);
+        assert_int_equal(mft_x509_weakness(c, cases[i].level, buf, sizeof(buf)),
+                         cases[i].words != NULL);
+        assert_string_equal(buf, cases[i].words ? cases[i].words : "");
+        X509_free(c);
+    }
+    assert_int_equal(mft_x509_weakness(NULL, 2, buf, sizeof(buf)), 0);
+    assert_int_equal(mft_x509_level_bits(0), 0);
+    assert_int_equal(mft_x509_level_bits(MFT_X509_SECURITY_LEVEL), 112);
+    assert_int_equal(mft_x509_level_bits(9), 256);
+}
+
 static void test_bad_inputs(void **state)
 {
     struct mft_err err;
@@ -426,6 +471,7 @@ int main(void)
         cmocka_unit_test(test_pem_encrypted_key_and_cert),
         cmocka_unit_test(test_der_and_other_key_forms),
         cmocka_unit_test(test_ec_and_facts),
+        cmocka_unit_test(test_weakness),
         cmocka_unit_test(test_bad_inputs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
