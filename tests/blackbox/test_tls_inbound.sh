@@ -277,6 +277,14 @@ tls_case "umbrella (AES-256-GCM only) with TLS_AES_128_GCM_SHA256" 1.3 TLS_NO_SH
 out=$(sleep 0.5 | openssl s_client -connect "127.0.0.1:$PORT" -CAfile "$K/ca.crt" -tls1_3 \
   -ciphersuites TLS_AES_256_GCM_SHA384 -cert "$C/umbrella.crt" -key "$C/umbrella.key" 2>&1)
 check_match "umbrella with TLS_AES_256_GCM_SHA384: handshake completes" "Verify return code: 0" "$out"
+# TLS 1.2: the suite is known before the client's certificate is verified
+out=$(sleep 0.5 | openssl s_client -connect "127.0.0.1:$PORT" -CAfile "$K/ca.crt" -tls1_2 \
+  -cipher ECDHE-ECDSA-AES256-GCM-SHA384 -cert "$C/umbrella.crt" -key "$C/umbrella.key" 2>&1)
+check_match "umbrella with TLS 1.2 and a suite its policy lists: handshake completes" \
+  "Cipher is ECDHE-ECDSA-AES256-GCM-SHA384" "$out"
+tls_case "umbrella (AES-256-GCM only) with TLS 1.2 ECDHE-ECDSA-AES128-GCM-SHA256" 1.2 TLS_NO_SHARED_CIPHER \
+  handshake_failure "does not allow the cipher suite TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256" \
+  "$C/umbrella.crt" -cipher ECDHE-ECDSA-AES128-GCM-SHA256 -cert "$C/umbrella.crt" -key "$C/umbrella.key"
 
 # another partner's certificate (valid, registered): HTTP 403 at the AS2 stage
 D=$STACK_DIR/other; as2_build "$D" "$ROOT/README.md"
@@ -286,8 +294,12 @@ check_eq "another partner's certificate: HTTP 403" 403 "$(cat "$D/http_code")"
 check_eq "another partner's certificate: kind" TLS_CLIENT_CERT_NOT_PARTNERS \
   "$(status | $EVQ get event.error.kind event.as2_message_id="$(tr -d '<>' <"$D/message-id")")"
 
-# client_certificate optional: hooli may post without a certificate; globex may not
+# client_certificate optional: hooli may post without a certificate; globex may
+# not; wayne may, with TLS 1.3 only
 partners ', {"id": "hooli", "station": "acme", "as2_id": "HOOLI", "tls_policy": {"client_certificate": "optional"},
+   "require_signature": false, "require_encryption": false},
+  {"id": "wayne", "station": "acme", "as2_id": "WAYNE",
+   "tls_policy": {"client_certificate": "optional", "min_version": "TLSv1.3"},
    "require_signature": false, "require_encryption": false}' >"$STACK_DIR/test.json"
 "$MFT_BIN/mftctl" apply -f "$STACK_DIR/test.json" >/dev/null 2>&1 || not_ok "apply with hooli"
 sleep 2.5 # MFT_INGRESS_RELOAD_MS
@@ -301,6 +313,17 @@ ev_json=$(status | $EVQ json event.as2_message_id="$(tr -d '<>' <"$D/message-id"
 check_eq "required certificate: TLS_CLIENT_CERT_MISSING at stage http" "TLS_CLIENT_CERT_MISSING http" \
   "$(python3 -c 'import json,sys; e=json.load(sys.stdin)["event"]; print(e["error"]["kind"], e["stage"])' <<<"$ev_json")"
 check_match "required certificate: message names the partner" "globex's policy requires" "$ev_json"
+# no certificate, so only AS2-From tells the partner: its policy is applied there
+D=$STACK_DIR/wayne12; as2_build "$D" "$ROOT/README.md"
+AS2_FROM=WAYNE AS2_TO=ACME AS2_CA=$K/ca.crt AS2_TLS_CERT= AS2_MDN=none as2_post "$D" "$URL" --tls-max 1.2
+check_eq "wayne (min TLSv1.3) over TLS 1.2 without a certificate: HTTP 403" 403 "$(cat "$D/http_code")"
+ev_json=$(status | $EVQ json event.as2_message_id="$(tr -d '<>' <"$D/message-id")")
+check_eq "wayne over TLS 1.2: TLS_NO_COMMON_PROTOCOL at stage http" "TLS_NO_COMMON_PROTOCOL http" \
+  "$(python3 -c 'import json,sys; e=json.load(sys.stdin)["event"]; print(e["error"]["kind"], e["stage"])' <<<"$ev_json")"
+check_match "wayne over TLS 1.2: message names the partner's range" "partner wayne's TLS policy accepts TLSv1.3" "$ev_json"
+D=$STACK_DIR/wayne13; as2_build "$D" "$ROOT/README.md"
+AS2_FROM=WAYNE AS2_TO=ACME AS2_CA=$K/ca.crt AS2_TLS_CERT= AS2_MDN=none as2_post "$D" "$URL" --tlsv1.3
+check_eq "wayne over TLS 1.3 without a certificate: accepted" 200 "$(cat "$D/http_code")"
 # with a certificate, globex still goes through the handshake and is checked as before
 tls_case "with optional partners: expired certificate still refused" 1.3 TLS_CLIENT_CERT_EXPIRED \
   certificate_expired "expired" "$C/expired.crt" -cert "$C/expired.crt" -key "$C/expired.key"
