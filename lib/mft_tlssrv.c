@@ -75,6 +75,7 @@ struct snap_partner {
 /* A registered client certificate or CA: its SHA-256 and whose it is. */
 struct snap_fp {
     unsigned char sha256[32];
+    gnutls_x509_crt_t crt; /* CAs: as held by the trust list (owned by it) */
     size_t partner;
     char org[128]; /* CAs: the organization (O) of the subject, "" when none */
 };
@@ -406,6 +407,7 @@ static int load_partners(struct snap *s, const struct mft_registry *reg, struct 
                 return mft_err_set(err, MFT_E_CONFIG, "partner %s: TLS CA unusable", p->id);
             }
             struct snap_fp *fp = &s->ca_fps[s->n_ca_fps++];
+            fp->crt = crt;
             X509_digest(ca, EVP_sha256(), fp->sha256, &len);
             fp->partner = i;
             if (X509_NAME_get_text_by_NID(X509_get_subject_name(ca), NID_organizationName, fp->org,
@@ -1071,20 +1073,33 @@ static void identify_exact(struct mft_tlssrv_conn *c)
             add_candidate(c, c->snap->exact_partner[i]);
 }
 
+/* The SHA-256 of a trust-list anchor: looked up by the pointer the trust
+ * list returns (the certificates we gave it), computed only otherwise (a
+ * re-encoding per handshake, measurable in the TLS benchmark). */
+static int anchor_sha256(const struct snap *s, gnutls_x509_crt_t anchor, unsigned char fp[32])
+{
+    for (size_t k = 0; k < s->n_ca_fps; k++)
+        if (s->ca_fps[k].crt == anchor) {
+            memcpy(fp, s->ca_fps[k].sha256, 32);
+            return 0;
+        }
+    unsigned char der[8192];
+    size_t len = sizeof(der), fplen = 32;
+    if (gnutls_x509_crt_export(anchor, GNUTLS_X509_FMT_DER, der, &len) < 0)
+        return -1;
+    gnutls_datum_t d = {der, (unsigned)len};
+    return gnutls_fingerprint(GNUTLS_DIG_SHA256, &d, fp, &fplen) < 0 ? -1 : 0;
+}
+
 /* The partners whose registered CA anchors the verified chain: the first
  * certificate of the chain that is itself registered, or whose issuer is. */
 static void identify_by_ca(struct mft_tlssrv_conn *c, gnutls_x509_crt_t *chain, unsigned n)
 {
     for (unsigned i = 0; i < n && !c->n_candidates; i++) {
         gnutls_x509_crt_t anchor = NULL;
-        unsigned char der[8192], fp[32];
-        size_t len = sizeof(der);
+        unsigned char fp[32];
         if (gnutls_x509_trust_list_get_issuer(c->snap->cas, chain[i], &anchor, 0) < 0 ||
-            gnutls_x509_crt_export(anchor, GNUTLS_X509_FMT_DER, der, &len) < 0)
-            continue;
-        gnutls_datum_t d = {der, (unsigned)len};
-        size_t fplen = sizeof(fp);
-        if (gnutls_fingerprint(GNUTLS_DIG_SHA256, &d, fp, &fplen) < 0)
+            anchor_sha256(c->snap, anchor, fp) < 0)
             continue;
         for (size_t k = 0; k < c->snap->n_ca_fps; k++)
             if (memcmp(c->snap->ca_fps[k].sha256, fp, 32) == 0)
