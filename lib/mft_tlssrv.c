@@ -1254,6 +1254,19 @@ static void classify_status(struct mft_tlssrv_conn *c, gnutls_x509_crt_t *chain,
     }
 }
 
+/* The leaf's own faults: outside its validity, or not for clientAuth.
+ * Returns 1 with c->fail set, or 0. */
+static int leaf_refusal(struct mft_tlssrv_conn *c, gnutls_x509_crt_t leaf, time_t now)
+{
+    if (gnutls_x509_crt_get_expiration_time(leaf) < now)
+        mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_EXPIRED, NULL);
+    else if (gnutls_x509_crt_get_activation_time(leaf) > now)
+        mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_NOT_YET_VALID, NULL);
+    else if (!allows_purpose(leaf, OID_CLIENT_AUTH))
+        mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_NO_CLIENT_AUTH, NULL);
+    return c->fail.kind != MFT_E_OK;
+}
+
 static int verify(gnutls_session_t session)
 {
     struct mft_tlssrv_conn *c = gnutls_db_get_ptr(session);
@@ -1294,21 +1307,9 @@ static int verify(gnutls_session_t session)
         goto out;
     }
     time_t now = time(NULL);
-    if (gnutls_x509_crt_get_expiration_time(chain[0]) < now) {
-        mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_EXPIRED, NULL);
-        goto out;
-    }
-    if (gnutls_x509_crt_get_activation_time(chain[0]) > now) {
-        mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_NOT_YET_VALID, NULL);
-        goto out;
-    }
-    if (!allows_purpose(chain[0], OID_CLIENT_AUTH)) {
-        mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_NO_CLIENT_AUTH, NULL);
-        goto out;
-    }
     identify_exact(c);
-    if (c->n_candidates) {
-        rc = 0;
+    if (c->n_candidates) { /* registered itself: its own dates and purpose */
+        rc = leaf_refusal(c, chain[0], now) ? -1 : 0;
         goto out;
     }
     unsigned status = 0;
@@ -1318,11 +1319,13 @@ static int verify(gnutls_session_t session)
         mft_err_detail(&c->fail, "gnutls: %s", gnutls_strerror(vr));
         goto out;
     }
-    if (status == 0) {
+    if (status == 0) { /* the path check covered the leaf's dates and purpose */
         identify_by_ca(c, chain, n_chain);
         rc = 0;
         goto out;
     }
+    if (leaf_refusal(c, chain[0], now)) /* the leaf's own fault named first */
+        goto out;
     classify_status(c, chain, n_chain, status);
     describe_verify_status(c, status);
 out:
