@@ -41,7 +41,7 @@ struct egress {
 /* Returns a reference on the current registry snapshot (unref when done), or NULL. */
 struct mft_registry *egress_registry(struct egress *eg);
 
-/* Wakes the workers (new work was scheduled). */
+/* Wakes one idle worker: a message became due. */
 void egress_wake(struct egress *eg);
 
 /* --- send.c -------------------------------------------------------------- */

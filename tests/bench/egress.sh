@@ -139,6 +139,9 @@ say "paced: $PCOUNT requests at $RATE msgs/s"
 egressload P --count "$PCOUNT" --rate "$RATE" --threads 4 --timeout 120
 P_OK=no; all_delivered "$P" "$INBOUND" && P_OK=yes
 P_IN=$INBOUND P_CPU=$(cpu_all)
+# what Redis did for all of it (commands, calls, CPU), for the CPU per message above
+RPORT=${MFT_REDIS_URL##*:}; RPORT=${RPORT%%/*}
+redis-cli -p "$RPORT" info commandstats >"$STACK_DIR/logs/redis-commandstats.txt" 2>&1 || true
 
 # --- references -------------------------------------------------------------------
 say "reference: the receiving half alone, mft-as2load -> mft-ingress, the same kind of message"
