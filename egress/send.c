@@ -181,6 +181,18 @@ static int attachments_record(const Mft__V1__SendRequested *ev, char **out, stru
 
 /* An id usable in Redis keys (mft_store's rule): 1..256 printable ASCII, no
  * space or ':'. */
+/* A debug line with the milliseconds each of five stages took (-1: not
+ * known): where a slow request spent its time (the egress tail was found so). */
+static void log_stages(const char *event, const char *msg, const char *id_key, const char *id,
+                       const char *const stages[5], const long long ms[5])
+{
+    char t[5][24];
+    for (int i = 0; i < 5; i++)
+        snprintf(t[i], sizeof(t[i]), "%lld", ms[i]);
+    mft_debug(event, msg, id_key, id, stages[0], t[0], stages[1], t[1], stages[2], t[2], stages[3],
+              t[3], stages[4], t[4]);
+}
+
 static int valid_id(const char *id)
 {
     size_t n = id ? strlen(id) : 0;
@@ -463,17 +475,14 @@ int send_accept(struct egress *eg, const struct mft_bus_record *rec)
         goto store_down;
     mft_info("send.queued", "message queued", "message_id", uuid, "request_id", request_id,
              "partner", p->id, "size", size);
-    if (mft_log_enabled(MFT_LOG_DEBUG)) { /* where acceptance spent its time */
-        char t[5][24];
-        snprintf(t[0], sizeof(t[0]), "%lld",
-                 rec->timestamp_ms ? rec->polled_ms - rec->timestamp_ms : -1);
-        snprintf(t[1], sizeof(t[1]), "%lld", t_start - rec->polled_ms);
-        snprintf(t[2], sizeof(t[2]), "%lld", t_claimed - t_start);
-        snprintf(t[3], sizeof(t[3]), "%lld", t_stored - t_claimed);
-        snprintf(t[4], sizeof(t[4]), "%lld", mft_now_ms() - t_stored);
-        mft_debug("send.accept_timing", "acceptance stages (ms)", "request_id", request_id,
-                  "produce_to_poll", t[0], "poll_to_accept", t[1], "claim", t[2], "payload", t[3],
-                  "record", t[4]);
+    if (mft_log_enabled(MFT_LOG_DEBUG)) {
+        static const char *const stages[5] = {"produce_to_poll", "poll_to_accept", "claim",
+                                              "payload", "record"};
+        const long long ms[5] = {rec->timestamp_ms ? rec->polled_ms - rec->timestamp_ms : -1,
+                                 t_start - rec->polled_ms, t_claimed - t_start,
+                                 t_stored - t_claimed, mft_now_ms() - t_stored};
+        log_stages("send.accept_timing", "acceptance stages (ms)", "request_id", request_id, stages,
+                   ms);
     }
     mft_metric_inc("mft_egress_requests_total", "result=\"queued\"");
     egress_wake(eg);
@@ -896,17 +905,14 @@ static void attempt_run(struct egress *eg, const char *uuid)
     else
         mft_info("send.delivered", "message delivered", "message_id", uuid, "partner",
                  a.m.partner_id, "disposition", res.disposition);
-    if (mft_log_enabled(MFT_LOG_DEBUG)) { /* where the attempt spent its time */
-        char t[5][24];
+    if (mft_log_enabled(MFT_LOG_DEBUG)) {
+        static const char *const stages[5] = {"queued_to_take", "build", "record_sending", "post",
+                                              "record_final"};
         long long created = strtoll(mft_store_kv(a.kv, a.nkv, "created_ms"), NULL, 10);
-        snprintf(t[0], sizeof(t[0]), "%lld", created ? t_take - created : -1);
-        snprintf(t[1], sizeof(t[1]), "%lld", t_built - t_take);
-        snprintf(t[2], sizeof(t[2]), "%lld", t_sending - t_built);
-        snprintf(t[3], sizeof(t[3]), "%lld", t_posted - t_sending);
-        snprintf(t[4], sizeof(t[4]), "%lld", mft_now_ms() - t_posted);
-        mft_debug("send.attempt_timing", "attempt stages (ms)", "message_id", uuid,
-                  "queued_to_take", t[0], "build", t[1], "record_sending", t[2], "post", t[3],
-                  "record_final", t[4]);
+        const long long ms[5] = {created ? t_take - created : -1, t_built - t_take,
+                                 t_sending - t_built, t_posted - t_sending,
+                                 mft_now_ms() - t_posted};
+        log_stages("send.attempt_timing", "attempt stages (ms)", "message_id", uuid, stages, ms);
     }
 out:
     for (size_t i = 0; i < n_parts; i++)

@@ -134,6 +134,9 @@ wait_event() { # wait_event FILTER — until a ConnectionRejected matching FILTE
 ev() { $EVQ get "$1" headers.ce_type=mft.connection.rejected.v1 "$EVF" <"$EVENTS"; }
 n_events() { status | $EVQ count headers.ce_type=mft.connection.rejected.v1; }
 CASE=0
+kind_stage() { # kind_stage EVENT-JSON — "KIND STAGE" of a ConnectionRejected
+  python3 -c 'import json,sys; e=json.load(sys.stdin)["event"]; print(e["error"]["kind"], e["stage"])' <<<"$1"
+}
 next_sni() { CASE=$((CASE + 1)); SNI=case$CASE.localhost; }
 
 # OpenSSL's names of the alerts we send, and their numbers.
@@ -303,27 +306,30 @@ partners ', {"id": "hooli", "station": "acme", "as2_id": "HOOLI", "tls_policy": 
    "require_signature": false, "require_encryption": false}' >"$STACK_DIR/test.json"
 "$MFT_BIN/mftctl" apply -f "$STACK_DIR/test.json" >/dev/null 2>&1 || not_ok "apply with hooli"
 sleep 2.5 # MFT_INGRESS_RELOAD_MS
-D=$STACK_DIR/hooli; as2_build "$D" "$ROOT/README.md"
-AS2_FROM=HOOLI AS2_TO=ACME AS2_CA=$K/ca.crt AS2_TLS_CERT= AS2_MDN=none as2_post "$D" "$URL"
-check_eq "optional certificate: hooli without one is accepted" 200 "$(cat "$D/http_code")"
-D=$STACK_DIR/nocert; as2_build "$D" "$ROOT/README.md"
-AS2_FROM=GLOBEX AS2_TO=ACME AS2_CA=$K/ca.crt AS2_TLS_CERT= AS2_MDN=none as2_post "$D" "$URL"
-check_eq "required certificate: globex without one gets HTTP 403" 403 "$(cat "$D/http_code")"
-ev_json=$(status | $EVQ json event.as2_message_id="$(tr -d '<>' <"$D/message-id")")
+# post_nocert FROM NAME [CURL-ARGS] — an AS2 post without a client certificate:
+# the HTTP status in CODE, the ConnectionRejected it caused (if any) in EV_JSON
+post_nocert() {
+  local from=$1 d=$STACK_DIR/$2; shift 2
+  as2_build "$d" "$ROOT/README.md"
+  AS2_FROM=$from AS2_TO=ACME AS2_CA=$K/ca.crt AS2_TLS_CERT= AS2_MDN=none as2_post "$d" "$URL" "$@"
+  CODE=$(cat "$d/http_code") EV_JSON=
+  [ "$CODE" = 200 ] || EV_JSON=$(status | $EVQ json event.as2_message_id="$(tr -d '<>' <"$d/message-id")")
+}
+post_nocert HOOLI hooli
+check_eq "optional certificate: hooli without one is accepted" 200 "$CODE"
+post_nocert GLOBEX nocert
+check_eq "required certificate: globex without one gets HTTP 403" 403 "$CODE"
 check_eq "required certificate: TLS_CLIENT_CERT_MISSING at stage http" "TLS_CLIENT_CERT_MISSING http" \
-  "$(python3 -c 'import json,sys; e=json.load(sys.stdin)["event"]; print(e["error"]["kind"], e["stage"])' <<<"$ev_json")"
-check_match "required certificate: message names the partner" "globex's policy requires" "$ev_json"
+  "$(kind_stage "$EV_JSON")"
+check_match "required certificate: message names the partner" "globex's policy requires" "$EV_JSON"
 # no certificate, so only AS2-From tells the partner: its policy is applied there
-D=$STACK_DIR/wayne12; as2_build "$D" "$ROOT/README.md"
-AS2_FROM=WAYNE AS2_TO=ACME AS2_CA=$K/ca.crt AS2_TLS_CERT= AS2_MDN=none as2_post "$D" "$URL" --tls-max 1.2
-check_eq "wayne (min TLSv1.3) over TLS 1.2 without a certificate: HTTP 403" 403 "$(cat "$D/http_code")"
-ev_json=$(status | $EVQ json event.as2_message_id="$(tr -d '<>' <"$D/message-id")")
+post_nocert WAYNE wayne12 --tls-max 1.2
+check_eq "wayne (min TLSv1.3) over TLS 1.2 without a certificate: HTTP 403" 403 "$CODE"
 check_eq "wayne over TLS 1.2: TLS_NO_COMMON_PROTOCOL at stage http" "TLS_NO_COMMON_PROTOCOL http" \
-  "$(python3 -c 'import json,sys; e=json.load(sys.stdin)["event"]; print(e["error"]["kind"], e["stage"])' <<<"$ev_json")"
-check_match "wayne over TLS 1.2: message names the partner's range" "partner wayne's TLS policy accepts TLSv1.3" "$ev_json"
-D=$STACK_DIR/wayne13; as2_build "$D" "$ROOT/README.md"
-AS2_FROM=WAYNE AS2_TO=ACME AS2_CA=$K/ca.crt AS2_TLS_CERT= AS2_MDN=none as2_post "$D" "$URL" --tlsv1.3
-check_eq "wayne over TLS 1.3 without a certificate: accepted" 200 "$(cat "$D/http_code")"
+  "$(kind_stage "$EV_JSON")"
+check_match "wayne over TLS 1.2: message names the partner's range" "partner wayne's TLS policy accepts TLSv1.3" "$EV_JSON"
+post_nocert WAYNE wayne13 --tlsv1.3
+check_eq "wayne over TLS 1.3 without a certificate: accepted" 200 "$CODE"
 # with a certificate, globex still goes through the handshake and is checked as before
 tls_case "with optional partners: expired certificate still refused" 1.3 TLS_CLIENT_CERT_EXPIRED \
   certificate_expired "expired" "$C/expired.crt" -cert "$C/expired.crt" -key "$C/expired.key"
