@@ -346,6 +346,13 @@ static int check_client_cert(struct request *rq)
         return -1;
     }
     X509 *peer = mft_tlssrv_conn_peer(rq->tls);
+    if (!peer && mft_tlssrv_conn_has_cert(rq->tls)) { /* GnuTLS read it, OpenSSL cannot */
+        rq->fail_status = 403;
+        mft_err_set(&rq->fail, MFT_E_TLS_CLIENT_CERT_UNTRUSTED,
+                    "the client's TLS certificate cannot be parsed (OpenSSL refused its DER)");
+        mft_err_detail(&rq->fail, "AS2-From %s", rq->as2_from);
+        return -1;
+    }
     if (!peer) {
         if (rq->partner->tls_policy.client_cert_optional)
             return 0;

@@ -43,6 +43,9 @@ struct mft_bus {
 
 static const char *const mft_topics[] = {MFT_TOPIC_INBOUND, MFT_TOPIC_OUTBOUND, MFT_TOPIC_STATUS,
                                          MFT_TOPIC_CERTS};
+_Static_assert(sizeof(mft_topics) / sizeof(mft_topics[0]) ==
+                   sizeof(((struct mft_bus *)0)->topics) / sizeof(rd_kafka_topic_t *),
+               "one topic handle per mft topic");
 
 struct mft_bus_consumer {
     rd_kafka_t *rk;
@@ -156,9 +159,10 @@ static void *poll_main(void *arg)
      * on its one-second topic scan: the first event of each kind a service
      * published waited up to a second (seen as a 980 ms stall in the egress
      * benchmark). Asking for the metadata of the known topics now avoids
-     * it; with the broker down this only delays the first delivery reports. */
+     * it; with the broker down this delays the first delivery reports (and
+     * a close right after the open) by at most half a second. */
     const struct rd_kafka_metadata *md = NULL;
-    if (rd_kafka_metadata(bus->rk, 0, NULL, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+    if (rd_kafka_metadata(bus->rk, 0, NULL, &md, 500) == RD_KAFKA_RESP_ERR_NO_ERROR)
         rd_kafka_metadata_destroy(md);
     while (!atomic_load(&bus->stop))
         rd_kafka_poll(bus->rk, 50);

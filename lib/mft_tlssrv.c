@@ -158,6 +158,7 @@ static void keep_der(struct mft_tlssrv_conn *c, unsigned i, const unsigned char 
     if (i >= CHAIN_MAX || len == 0 || len > 1u << 20)
         return;
     free(c->der[i]);
+    c->der_len[i] = 0;
     if ((c->der[i] = malloc(len))) {
         memcpy(c->der[i], p, len);
         c->der_len[i] = (unsigned)len;
@@ -795,13 +796,14 @@ static int on_client_certificate(struct mft_tlssrv_conn *c, gnutls_session_t ses
         size_t len =
             (size_t)msg->data[off + 3] << 16 | (size_t)msg->data[off + 4] << 8 | msg->data[off + 5];
         gnutls_datum_t d = {msg->data + first, (unsigned)len};
-        if (len > 0 && len <= msg->size - first && gnutls_x509_crt_init(&c->leaf) == 0 &&
-            gnutls_x509_crt_import(c->leaf, &d, GNUTLS_X509_FMT_DER) < 0) {
-            gnutls_x509_crt_deinit(c->leaf);
-            c->leaf = NULL;
+        if (len > 0 && len <= msg->size - first) {
+            keep_der(c, 0, d.data, d.size); /* the facts name it even if GnuTLS cannot read it */
+            if (gnutls_x509_crt_init(&c->leaf) == 0 &&
+                gnutls_x509_crt_import(c->leaf, &d, GNUTLS_X509_FMT_DER) < 0) {
+                gnutls_x509_crt_deinit(c->leaf);
+                c->leaf = NULL;
+            }
         }
-        if (c->leaf)
-            keep_der(c, 0, d.data, d.size);
     }
     unsigned ku = 0;
     if (c->leaf && gnutls_x509_crt_get_key_usage(c->leaf, &ku, NULL) >= 0 &&
@@ -1288,7 +1290,8 @@ static int verify(gnutls_session_t session)
     /* keep the peer's certificates for facts and partner checks; the leaf
      * was imported by the Certificate hook, from the same message */
     for (unsigned i = 0; i < n && i < CHAIN_MAX; i++) {
-        keep_der(c, i, certs[i].data, certs[i].size);
+        if (i > 0 || !c->der[0]) /* the Certificate hook kept the leaf */
+            keep_der(c, i, certs[i].data, certs[i].size);
         if (i == 0 && c->leaf) {
             chain[n_chain++] = c->leaf;
             continue;
@@ -1397,8 +1400,10 @@ struct mft_tlssrv_conn *mft_tlssrv_conn_begin(struct mft_tlssrv *srv, gnutls_ses
 
 int mft_tlssrv_conn_established(const struct mft_tlssrv_conn *c)
 {
-    /* only the client's Finished: under TLS 1.2 the verify function runs
-     * before the client proves it holds the key (CertificateVerify) */
+    /* only once the client's Finished arrived: the verify function runs
+     * before GnuTLS checks the CertificateVerify. (GnuTLS checks the
+     * Finished itself just after our hook; one handshake per connection:
+     * libmicrohttpd 0.9.75 closes on a renegotiation request.) */
     return c && c->fail.kind == MFT_E_OK && c->established;
 }
 
@@ -1540,10 +1545,13 @@ static void classify_peer(struct mft_tlssrv_conn *c, struct mft_err *err)
                     c->cred ? c->cred->id : "?",
                     problems ? " (the self-check found problems)" : "");
         mft_err_detail(err, "%s", probe.detail);
-    } else if (c->cv_seen && !c->fin_seen && c->n_der) {
+    } else if (c->cv_seen && !c->fin_seen && c->n_der && !c->raw.eof && !c->raw.reset) {
+        /* inferred: GnuTLS refused what came after the CertificateVerify, the
+         * client neither alerted nor left */
         mft_err_set(err, MFT_E_TLS_CLIENT_KEY_MISMATCH,
-                    "the client's CertificateVerify signature does not verify with the key of "
-                    "the certificate it sent: its TLS private key is not its certificate's");
+                    "the handshake ended at the client's CertificateVerify: most likely its "
+                    "signature does not verify with the key of the certificate it sent (its TLS "
+                    "private key is not its certificate's)");
     } else if (!c->cert_msg_seen) {
         struct mft_err probe;
         mft_err_clear(&probe);
@@ -1615,6 +1623,11 @@ int mft_tlssrv_conn_failure(struct mft_tlssrv_conn *c, struct mft_err *err)
 const struct mft_tls_facts *mft_tlssrv_conn_facts(const struct mft_tlssrv_conn *c)
 {
     return &c->f;
+}
+
+int mft_tlssrv_conn_has_cert(const struct mft_tlssrv_conn *c)
+{
+    return c && c->n_der > 0;
 }
 
 X509 *mft_tlssrv_conn_peer(struct mft_tlssrv_conn *c)

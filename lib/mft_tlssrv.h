@@ -105,6 +105,9 @@ int mft_tlssrv_conn_failure(struct mft_tlssrv_conn *c, struct mft_err *err);
  * cipher, SNI, offered versions and alerts are always there. */
 const struct mft_tls_facts *mft_tlssrv_conn_facts(const struct mft_tlssrv_conn *c);
 
+/* Returns 1 when the client sent a certificate (whatever parsing it gives). */
+int mft_tlssrv_conn_has_cert(const struct mft_tlssrv_conn *c);
+
 /* The verified client certificate of an established connection (borrowed, may
  * be NULL), and its chain as sent by the client (borrowed, may be NULL). Made
  * from the kept DER on the first call: the handshake itself needs no OpenSSL
