@@ -780,29 +780,51 @@ static int on_client_hello(struct mft_tlssrv_conn *c, gnutls_session_t session,
 
 /* The client's Certificate message: an empty list is refused here with the
  * alert the version defines (GnuTLS itself would close without one). */
+/*
+ * A Certificate message's layout: the list (after TLS 1.3's request context)
+ * and its first entry, the leaf. Returns -1 when the message is too short for
+ * a list, 0 for an empty list, 1 with the leaf's DER in *leaf (which may be
+ * empty when the entry's length does not fit).
+ */
+static int cert_msg_leaf(const gnutls_datum_t *msg, int tls13, gnutls_datum_t *leaf)
+{
+    size_t off = tls13 ? 1u + (msg->size ? msg->data[0] : 0u) : 0u; /* request context */
+    leaf->data = NULL;
+    leaf->size = 0;
+    if (off + 3 > msg->size)
+        return -1;
+    if ((msg->data[off] | msg->data[off + 1] | msg->data[off + 2]) == 0)
+        return 0;
+    size_t first = off + 6;
+    if (first <= msg->size) {
+        size_t len =
+            (size_t)msg->data[off + 3] << 16 | (size_t)msg->data[off + 4] << 8 | msg->data[off + 5];
+        if (len > 0 && len <= msg->size - first) {
+            leaf->data = msg->data + first;
+            leaf->size = (unsigned)len;
+        }
+    }
+    return 1;
+}
+
 static int on_client_certificate(struct mft_tlssrv_conn *c, gnutls_session_t session,
                                  const gnutls_datum_t *msg)
 {
     int tls13 = gnutls_protocol_get_version(session) == GNUTLS_TLS1_3;
-    size_t off = tls13 ? 1u + (msg->size ? msg->data[0] : 0u) : 0u; /* request context */
+    gnutls_datum_t d;
     c->cert_msg_seen = 1;
     note_negotiated(c, session);
-    if (off + 3 > msg->size)
+    int listed = cert_msg_leaf(msg, tls13, &d);
+    if (listed < 0)
         return 0;
     /* the leaf now: a failure before the verify function (TLS 1.3 checks the
      * CertificateVerify first) still names the certificate */
-    size_t first = off + 3 + 3;
-    if (!c->leaf && first <= msg->size) {
-        size_t len =
-            (size_t)msg->data[off + 3] << 16 | (size_t)msg->data[off + 4] << 8 | msg->data[off + 5];
-        gnutls_datum_t d = {msg->data + first, (unsigned)len};
-        if (len > 0 && len <= msg->size - first) {
-            keep_der(c, 0, d.data, d.size); /* the facts name it even if GnuTLS cannot read it */
-            if (gnutls_x509_crt_init(&c->leaf) == 0 &&
-                gnutls_x509_crt_import(c->leaf, &d, GNUTLS_X509_FMT_DER) < 0) {
-                gnutls_x509_crt_deinit(c->leaf);
-                c->leaf = NULL;
-            }
+    if (!c->leaf && d.size) {
+        keep_der(c, 0, d.data, d.size); /* the facts name it even if GnuTLS cannot read it */
+        if (gnutls_x509_crt_init(&c->leaf) == 0 &&
+            gnutls_x509_crt_import(c->leaf, &d, GNUTLS_X509_FMT_DER) < 0) {
+            gnutls_x509_crt_deinit(c->leaf);
+            c->leaf = NULL;
         }
     }
     unsigned ku = 0;
@@ -819,8 +841,7 @@ static int on_client_certificate(struct mft_tlssrv_conn *c, gnutls_session_t ses
         return refuse(c, session, "the Certificate hook", GNUTLS_A_UNSUPPORTED_CERTIFICATE,
                       GNUTLS_E_CERTIFICATE_ERROR);
     }
-    if ((msg->data[off] | msg->data[off + 1] | msg->data[off + 2]) != 0 ||
-        (c->snap && c->snap->any_optional))
+    if (listed > 0 || (c->snap && c->snap->any_optional))
         return 0;
     mft_err_set(&c->fail, MFT_E_TLS_CLIENT_CERT_MISSING, NULL);
     mft_err_detail(&c->fail, "the client's Certificate message was empty (%s)", c->f.version);
@@ -1712,4 +1733,30 @@ int mft_tlssrv_cert_is_partners(X509 *cert, STACK_OF(X509) * chain, const struct
     struct mft_x509_verify_args va = {p->tls_cas, chain, cert, time(NULL), MFT_X509_CLIENT, NULL};
     struct mft_err e;
     return mft_x509_verify(&va, &e) == 0;
+}
+
+void mft_tlssrv_fuzz_input(const unsigned char *data, size_t len)
+{
+    static struct mft_tlssrv srv; /* no suites enabled: the parsers only */
+    struct mft_tlssrv_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return;
+    c->srv = &srv;
+    c->fd = -1;
+    /* the record tracker, fed in chunks whose sizes the input's first byte sets */
+    size_t step = len ? (size_t)data[0] % 7 + 1 : 1;
+    for (size_t i = 0; i < len; i += step)
+        raw_track(c, data + i, len - i < step ? len - i : step);
+    /* a ClientHello body after a record and a handshake header, as GnuTLS
+     * hands it to the hook */
+    if (len > 9)
+        parse_client_hello(c, data + 9, len - 9);
+    /* the same bytes as a Certificate message, both layouts */
+    gnutls_datum_t msg = {(unsigned char *)data, (unsigned)len}, leaf;
+    for (int tls13 = 0; tls13 <= 1; tls13++)
+        if (cert_msg_leaf(&msg, tls13, &leaf) > 0 && leaf.size) {
+            keep_der(c, 0, leaf.data, leaf.size);
+            peer_parse(c);
+        }
+    mft_tlssrv_conn_end(c);
 }

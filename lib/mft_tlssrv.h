@@ -115,6 +115,12 @@ int mft_tlssrv_conn_has_cert(const struct mft_tlssrv_conn *c);
 X509 *mft_tlssrv_conn_peer(struct mft_tlssrv_conn *c);
 STACK_OF(X509) * mft_tlssrv_conn_peer_chain(struct mft_tlssrv_conn *c);
 
+/* For the libFuzzer harness (tests/fuzz/fuzz_tls_hello.c): runs the parsers
+ * of a client's untrusted handshake bytes — the record tracker, the
+ * ClientHello body, a Certificate message's leaf and its OpenSSL parse — on a
+ * throwaway connection. */
+void mft_tlssrv_fuzz_input(const unsigned char *data, size_t len);
+
 /* Ends the connection context and drops its snapshot reference; accepts NULL. */
 void mft_tlssrv_conn_end(struct mft_tlssrv_conn *c);
 
