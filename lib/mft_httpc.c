@@ -24,7 +24,6 @@
 #include "mft_x509.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <curl/curl.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -517,20 +516,6 @@ static void msg_cb(int write_p, int version, int content_type, const void *buf, 
     }
 }
 
-/* Upper case without "_WITH": IANA and GnuTLS spellings compare equal. */
-static void cipher_norm(const char *in, char *out, size_t len)
-{
-    size_t o = 0;
-    for (size_t i = 0; in[i] && o + 1 < len; i++) {
-        if (strncasecmp(in + i, "_WITH", 5) == 0 && (in[i + 5] == '_' || !in[i + 5])) {
-            i += 4;
-            continue;
-        }
-        out[o++] = (char)toupper((unsigned char)in[i]);
-    }
-    out[o] = '\0';
-}
-
 static void list_add(char *list, size_t len, const char *name)
 {
     size_t o = strlen(list);
@@ -543,7 +528,7 @@ static void list_add(char *list, size_t len, const char *name)
 static int apply_ciphers(SSL_CTX *ctx, struct call *c, unsigned *min, unsigned *max)
 {
     const struct mft_httpc_request *rq = c->rq;
-    char l12[2048] = "", l13[512] = "", want[64], have[64];
+    char l12[2048] = "", l13[512] = "";
     STACK_OF(SSL_CIPHER) * all;
 
     if (!rq->tls_ciphers || rq->n_tls_ciphers == 0)
@@ -555,15 +540,11 @@ static int apply_ciphers(SSL_CTX *ctx, struct call *c, unsigned *min, unsigned *
         return -1;
     all = SSL_CTX_get_ciphers(ctx);
     for (size_t i = 0; i < rq->n_tls_ciphers; i++) {
-        cipher_norm(rq->tls_ciphers[i], want, sizeof(want));
+        int id = mft_tls_suite_id(rq->tls_ciphers[i]); /* one naming for both directions */
         list_add(c->our_ciphers, sizeof(c->our_ciphers), rq->tls_ciphers[i]);
-        for (int k = 0; k < sk_SSL_CIPHER_num(all); k++) {
+        for (int k = 0; id >= 0 && k < sk_SSL_CIPHER_num(all); k++) {
             const SSL_CIPHER *ci = sk_SSL_CIPHER_value(all, k);
-            const char *std = SSL_CIPHER_standard_name(ci);
-            if (!std)
-                continue;
-            cipher_norm(std, have, sizeof(have));
-            if (strcmp(want, have) != 0)
+            if (SSL_CIPHER_get_protocol_id(ci) != (uint16_t)id)
                 continue;
             if (strcmp(SSL_CIPHER_get_version(ci), "TLSv1.3") == 0)
                 list_add(l13, sizeof(l13), SSL_CIPHER_get_name(ci));
