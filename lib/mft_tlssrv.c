@@ -1096,22 +1096,15 @@ static void identify_exact(struct mft_tlssrv_conn *c)
             add_candidate(c, c->snap->exact_partner[i]);
 }
 
-/* The SHA-256 of a trust-list anchor: looked up by the pointer the trust
- * list returns (the certificates we gave it), computed only otherwise (a
- * re-encoding per handshake, measurable in the TLS benchmark). */
-static int anchor_sha256(const struct snap *s, gnutls_x509_crt_t anchor, unsigned char fp[32])
+/* The SHA-256 of a trust-list anchor. The trust list hands back the very
+ * certificates load_partners gave it, each recorded with its fingerprint: no
+ * re-encoding and hashing per handshake. */
+static const unsigned char *anchor_sha256(const struct snap *s, gnutls_x509_crt_t anchor)
 {
     for (size_t k = 0; k < s->n_ca_fps; k++)
-        if (s->ca_fps[k].crt == anchor) {
-            memcpy(fp, s->ca_fps[k].sha256, 32);
-            return 0;
-        }
-    unsigned char der[8192];
-    size_t len = sizeof(der), fplen = 32;
-    if (gnutls_x509_crt_export(anchor, GNUTLS_X509_FMT_DER, der, &len) < 0)
-        return -1;
-    gnutls_datum_t d = {der, (unsigned)len};
-    return gnutls_fingerprint(GNUTLS_DIG_SHA256, &d, fp, &fplen) < 0 ? -1 : 0;
+        if (s->ca_fps[k].crt == anchor)
+            return s->ca_fps[k].sha256;
+    return NULL;
 }
 
 /* The partners whose registered CA anchors the verified chain: the first
@@ -1120,9 +1113,9 @@ static void identify_by_ca(struct mft_tlssrv_conn *c, gnutls_x509_crt_t *chain, 
 {
     for (unsigned i = 0; i < n && !c->n_candidates; i++) {
         gnutls_x509_crt_t anchor = NULL;
-        unsigned char fp[32];
+        const unsigned char *fp = NULL;
         if (gnutls_x509_trust_list_get_issuer(c->snap->cas, chain[i], &anchor, 0) < 0 ||
-            anchor_sha256(c->snap, anchor, fp) < 0)
+            !(fp = anchor_sha256(c->snap, anchor)))
             continue;
         for (size_t k = 0; k < c->snap->n_ca_fps; k++)
             if (memcmp(c->snap->ca_fps[k].sha256, fp, 32) == 0)
@@ -1511,11 +1504,7 @@ static void offered_suites(const struct mft_tlssrv_conn *c, char *buf, size_t le
     size_t o = 0;
     buf[0] = '\0';
     for (unsigned i = 0; i < c->n_suites && i < 6 && o + 1 < len; i++) {
-        const char *name = NULL;
-        unsigned char id[2];
-        for (size_t k = 0; (name = gnutls_cipher_suite_info(k, id, NULL, NULL, NULL, NULL)); k++)
-            if (((unsigned)id[0] << 8 | id[1]) == c->suites[i])
-                break;
+        const char *name = mft_tls_suite_name(c->suites[i]);
         int w = name ? snprintf(buf + o, len - o, "%s%s", o ? ", " : "", name)
                      : snprintf(buf + o, len - o, "%s0x%04x", o ? ", " : "", c->suites[i]);
         if (w > 0)
