@@ -120,6 +120,18 @@ static void test_open_errors_and_ping(void **state)
     assert_int_equal(mft_bus_open(broker.addr, NULL, &bus, &err), -1);
     assert_int_equal(err.kind, MFT_E_CONFIG);
     mft_bus_close(NULL, 0);
+    /* librdkafka's debug contexts are checked when the bus opens */
+    setenv("MFT_KAFKA_DEBUG", "no-such-context", 1);
+    assert_int_equal(mft_bus_open(broker.addr, "/src", &bus, &err), -1);
+    assert_int_equal(err.kind, MFT_E_CONFIG);
+    assert_non_null(strstr(err.message, "MFT_KAFKA_DEBUG"));
+    unsetenv("MFT_KAFKA_DEBUG");
+    /* nobody listening: the topic metadata asked for at open does not hold up
+     * a close right after it */
+    long long t0 = mft_test_now_ms();
+    bus = open_bus("127.0.0.1:1");
+    mft_bus_close(bus, 0);
+    assert_true(mft_test_now_ms() - t0 < 5000);
 
     /* The mock cluster listens on loopback only. */
     assert_memory_equal(broker.addr, "127.0.0.1:", 10);
@@ -224,6 +236,10 @@ static void test_publish_consume_roundtrip(void **state)
     assert_null(mft_bus_record_header(&rec, "ce_missing"));
     assert_int_equal(rec.value_len, len);
     assert_memory_equal(rec.value, buf, len);
+    /* the producer's create time and the poll time, for consumer lag */
+    assert_true(rec.timestamp_ms > 0 && rec.polled_ms > 0);
+    assert_true(rec.polled_ms - rec.timestamp_ms > -60000 &&
+                rec.polled_ms - rec.timestamp_ms < 60000);
 
     Mft__V1__MessageReceived *u = mft__v1__message_received__unpack(NULL, rec.value_len, rec.value);
     assert_non_null(u);
