@@ -3,10 +3,15 @@
  * state and duplicate-detection keys. Every key pattern written here is listed
  * in docs/redis-keys.md.
  *
- * One struct mft_store = one blocking redisContext guarded by a mutex; every
- * command (or MULTI ... EXEC block) goes through run(), which holds the mutex,
- * connects when there is no connection, and on an I/O failure drops the
- * connection, reconnects and replays the whole block once. Replaying is safe
+ * One struct mft_store = MFT_REDIS_CONNECTIONS blocking redisContexts, each
+ * guarded by its own mutex; every command (or MULTI ... EXEC block) goes
+ * through run(), which takes a free connection (or waits for one), connects it
+ * when needed, and on an I/O failure drops it, reconnects and replays the
+ * whole block once. One connection shared by every thread made each service a
+ * queue behind one Redis round trip at a time (egress's acceptors and workers
+ * and ingress's connection threads waited on the one mutex, with CPU idle). A
+ * thread's own calls stay in order (each waits for its reply); calls of
+ * different threads were never ordered. Replaying is safe
  * because every block is idempotent apart from INCR mft:config:version, where
  * a double bump only makes readers reload once more. Commands are sent with
  * redisCommandArgv-style argument vectors, so ids and JSON are binary-safe and
@@ -21,6 +26,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,12 +38,21 @@
 
 static const struct mft_cfg_var store_vars[] = {
     {"MFT_REDIS_TIMEOUT_MS", "2000", "Redis connect and command timeout in milliseconds"},
+    {"MFT_REDIS_CONNECTIONS", "8",
+     "Redis connections per process, used by whichever thread is free"},
     {NULL, NULL, NULL},
 };
 
-struct mft_store {
+/* One connection of the pool (connected lazily). */
+struct conn {
     pthread_mutex_t mu;
     redisContext *c;
+};
+
+struct mft_store {
+    struct conn *conns;
+    size_t n_conns;
+    atomic_size_t next; /* where the search for a free connection starts */
     char *host, *user, *password;
     int port;
     long db;
@@ -193,21 +208,21 @@ static int parse_url(struct mft_store *st, const char *url, struct mft_err *err)
 
 /* --- connection ---------------------------------------------------------- */
 
-static void disconnect(struct mft_store *st)
+static void disconnect(struct conn *cn)
 {
-    if (st->c)
-        redisFree(st->c);
-    st->c = NULL;
+    if (cn->c)
+        redisFree(cn->c);
+    cn->c = NULL;
 }
 
 /* Sends one simple command on a fresh connection during set-up. */
-static int setup_cmd(struct mft_store *st, int argc, const char **argv, struct mft_err *err)
+static int setup_cmd(struct conn *cn, int argc, const char **argv, struct mft_err *err)
 {
-    redisReply *r = redisCommandArgv(st->c, argc, argv, NULL);
+    redisReply *r = redisCommandArgv(cn->c, argc, argv, NULL);
     int rc = -1;
     if (!r) {
         mft_err_set(err, MFT_E_STORE_UNAVAILABLE, NULL);
-        mft_err_detail(err, "%s: %s", argv[0], st->c->errstr);
+        mft_err_detail(err, "%s: %s", argv[0], cn->c->errstr);
     } else if (r->type == REDIS_REPLY_ERROR) {
         mft_err_set(err, MFT_E_STORE_UNAVAILABLE, "Redis refused %s", argv[0]);
         mft_err_detail(err, "%s", r->str);
@@ -220,31 +235,31 @@ static int setup_cmd(struct mft_store *st, int argc, const char **argv, struct m
 }
 
 /* Connects (mutex held). Returns 0 or -1 with STORE_UNAVAILABLE. */
-static int connect_locked(struct mft_store *st, struct mft_err *err)
+static int connect_locked(struct mft_store *st, struct conn *cn, struct mft_err *err)
 {
-    if (st->c)
+    if (cn->c)
         return 0;
-    st->c = redisConnectWithTimeout(st->host, st->port, st->tv);
-    if (!st->c) {
+    cn->c = redisConnectWithTimeout(st->host, st->port, st->tv);
+    if (!cn->c) {
         return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
     }
-    if (st->c->err) {
+    if (cn->c->err) {
         mft_err_set(err, MFT_E_STORE_UNAVAILABLE, NULL);
-        mft_err_detail(err, "connect %s:%d: %s", st->host, st->port, st->c->errstr);
-        disconnect(st);
+        mft_err_detail(err, "connect %s:%d: %s", st->host, st->port, cn->c->errstr);
+        disconnect(cn);
         return -1;
     }
-    if (redisSetTimeout(st->c, st->tv) != REDIS_OK) {
+    if (redisSetTimeout(cn->c, st->tv) != REDIS_OK) {
         mft_err_set(err, MFT_E_STORE_UNAVAILABLE, NULL);
-        mft_err_detail(err, "set timeout: %s", st->c->errstr);
-        disconnect(st);
+        mft_err_detail(err, "set timeout: %s", cn->c->errstr);
+        disconnect(cn);
         return -1;
     }
     if (st->password) {
         const char *a3[] = {"AUTH", st->user, st->password};
         const char *a2[] = {"AUTH", st->password};
-        if (setup_cmd(st, st->user ? 3 : 2, st->user ? a3 : a2, err) != 0) {
-            disconnect(st);
+        if (setup_cmd(cn, st->user ? 3 : 2, st->user ? a3 : a2, err) != 0) {
+            disconnect(cn);
             return -1;
         }
     }
@@ -252,8 +267,8 @@ static int connect_locked(struct mft_store *st, struct mft_err *err)
         char db[24];
         snprintf(db, sizeof(db), "%ld", st->db);
         const char *a[] = {"SELECT", db};
-        if (setup_cmd(st, 2, a, err) != 0) {
-            disconnect(st);
+        if (setup_cmd(cn, 2, a, err) != 0) {
+            disconnect(cn);
             return -1;
         }
     }
@@ -264,8 +279,8 @@ static int connect_locked(struct mft_store *st, struct mft_err *err)
  * (mutex held, connected). Returns the last reply (the command's own, or
  * EXEC's array), or NULL: *io = 1 for an I/O failure (retry-able), else a Redis
  * error reply, described in err. */
-static redisReply *send_block(struct mft_store *st, const struct cmd *cmds, size_t n, int multi,
-                              int *io, struct mft_err *err)
+static redisReply *send_block(struct mft_store *st, struct conn *cn, const struct cmd *cmds,
+                              size_t n, int multi, int *io, struct mft_err *err)
 {
     static const char *multi_argv[] = {"MULTI"}, *exec_argv[] = {"EXEC"};
     redisReply *last = NULL;
@@ -273,20 +288,20 @@ static redisReply *send_block(struct mft_store *st, const struct cmd *cmds, size
 
     *io = 0;
     if (multi)
-        redisAppendCommandArgv(st->c, 1, multi_argv, NULL);
+        redisAppendCommandArgv(cn->c, 1, multi_argv, NULL);
     for (size_t i = 0; i < n; i++)
-        redisAppendCommandArgv(st->c, cmds[i].argc, cmds[i].argv, cmds[i].len);
+        redisAppendCommandArgv(cn->c, cmds[i].argc, cmds[i].argv, cmds[i].len);
     if (multi)
-        redisAppendCommandArgv(st->c, 1, exec_argv, NULL);
+        redisAppendCommandArgv(cn->c, 1, exec_argv, NULL);
 
     int failed = 0;
     for (size_t i = 0; i < total; i++) {
         void *rv = NULL;
-        if (redisGetReply(st->c, &rv) != REDIS_OK || !rv) {
+        if (redisGetReply(cn->c, &rv) != REDIS_OK || !rv) {
             *io = 1;
             mft_err_set(err, MFT_E_STORE_UNAVAILABLE, NULL);
             mft_err_detail(err, "%s:%d: %s", st->host, st->port,
-                           st->c->errstr[0] ? st->c->errstr : "connection lost");
+                           cn->c->errstr[0] ? cn->c->errstr : "connection lost");
             if (last)
                 freeReplyObject(last);
             return NULL;
@@ -313,8 +328,23 @@ static redisReply *send_block(struct mft_store *st, const struct cmd *cmds, size
     return last;
 }
 
-/* Runs a block under the mutex, reconnecting and replaying once after an I/O
- * failure. Returns the reply (caller frees with freeReplyObject) or NULL. */
+/* Takes a connection: the first free one from a moving start, else waits for
+ * the start one. Returns it locked. */
+static struct conn *take_conn(struct mft_store *st)
+{
+    size_t start = atomic_fetch_add(&st->next, 1) % st->n_conns;
+    for (size_t i = 0; i < st->n_conns; i++) {
+        struct conn *cn = &st->conns[(start + i) % st->n_conns];
+        if (pthread_mutex_trylock(&cn->mu) == 0)
+            return cn;
+    }
+    pthread_mutex_lock(&st->conns[start].mu);
+    return &st->conns[start];
+}
+
+/* Runs a block on one connection of the pool, reconnecting and replaying once
+ * after an I/O failure. Returns the reply (caller frees with freeReplyObject)
+ * or NULL. */
 static redisReply *run(struct mft_store *st, const struct cmd *cmds, size_t n, int multi,
                        struct mft_err *err)
 {
@@ -323,17 +353,17 @@ static redisReply *run(struct mft_store *st, const struct cmd *cmds, size_t n, i
         mft_err_set(err, MFT_E_INTERNAL, "mft_store: no store");
         return NULL;
     }
-    pthread_mutex_lock(&st->mu);
+    struct conn *cn = take_conn(st);
     for (int attempt = 0; attempt < 2; attempt++) {
         int io = 0;
-        if (connect_locked(st, err) != 0)
+        if (connect_locked(st, cn, err) != 0)
             break;
-        r = send_block(st, cmds, n, multi, &io, err);
+        r = send_block(st, cn, cmds, n, multi, &io, err);
         if (r || !io)
             break;
-        disconnect(st); /* the context is unusable after an I/O error */
+        disconnect(cn); /* the context is unusable after an I/O error */
     }
-    pthread_mutex_unlock(&st->mu);
+    pthread_mutex_unlock(&cn->mu);
     return r;
 }
 
@@ -349,7 +379,7 @@ static redisReply *run1(struct mft_store *st, struct mft_err *err, int argc, con
 int mft_store_open(const char *url, struct mft_store **out, struct mft_err *err)
 {
     struct mft_store *st = NULL;
-    long ms = 0;
+    long ms = 0, nc = 0;
     int rc = -1;
 
     *out = NULL;
@@ -357,18 +387,28 @@ int mft_store_open(const char *url, struct mft_store **out, struct mft_err *err)
         mft_err_set(err, MFT_E_NO_MEMORY, NULL);
         goto out;
     }
-    pthread_mutex_init(&st->mu, NULL);
     if (mft_cfg_long(store_vars, "MFT_REDIS_TIMEOUT_MS", &ms) != 0 || ms < 1 || ms > 600000) {
         mft_err_set(err, MFT_E_CONFIG, "MFT_REDIS_TIMEOUT_MS must be 1..600000");
         goto out;
     }
+    if (mft_cfg_long(store_vars, "MFT_REDIS_CONNECTIONS", &nc) != 0 || nc < 1 || nc > 256) {
+        mft_err_set(err, MFT_E_CONFIG, "MFT_REDIS_CONNECTIONS must be 1..256");
+        goto out;
+    }
+    if (!(st->conns = calloc((size_t)nc, sizeof(*st->conns)))) {
+        mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+        goto out;
+    }
+    for (; st->n_conns < (size_t)nc; st->n_conns++)
+        pthread_mutex_init(&st->conns[st->n_conns].mu, NULL);
     st->tv.tv_sec = ms / 1000;
     st->tv.tv_usec = (ms % 1000) * 1000;
     if (parse_url(st, url, err) != 0)
         goto out;
-    pthread_mutex_lock(&st->mu);
-    int c = connect_locked(st, err);
-    pthread_mutex_unlock(&st->mu);
+    /* the first connection at once: an unreachable Redis is told at start */
+    pthread_mutex_lock(&st->conns[0].mu);
+    int c = connect_locked(st, &st->conns[0], err);
+    pthread_mutex_unlock(&st->conns[0].mu);
     if (c != 0)
         goto out;
     *out = st;
@@ -383,14 +423,17 @@ void mft_store_close(struct mft_store *st)
 {
     if (!st)
         return;
-    disconnect(st);
+    for (size_t i = 0; i < st->n_conns; i++) {
+        disconnect(&st->conns[i]);
+        pthread_mutex_destroy(&st->conns[i].mu);
+    }
+    free(st->conns);
     free(st->host);
     free(st->user);
     if (st->password) {
         OPENSSL_cleanse(st->password, strlen(st->password));
         free(st->password);
     }
-    pthread_mutex_destroy(&st->mu);
     free(st);
 }
 

@@ -379,6 +379,61 @@ static void test_threads_share_one_store(void **state)
     mft_store_close(st);
 }
 
+/* Connected clients as Redis counts them (raw()'s own included). */
+static long long redis_clients(void)
+{
+    redisReply *r = raw("INFO clients");
+    const char *p = strstr(r->str, "connected_clients:");
+    long long n = p ? strtoll(p + 18, NULL, 10) : -1;
+    freeReplyObject(r);
+    return n;
+}
+
+static void test_connection_pool(void **state)
+{
+    (void)state;
+    struct mft_err err;
+    /* a pool of 2 for 4 threads: every call done, never more than 2 connections */
+    raw_flush();
+    long long before = redis_clients();
+    setenv("MFT_REDIS_CONNECTIONS", "2", 1);
+    struct mft_store *st = open_store();
+    unsetenv("MFT_REDIS_CONNECTIONS");
+    pthread_t t[4];
+    struct worker w[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (struct worker){st, i, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, put_many, &w[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(w[i].failures, 0);
+    }
+    long long during = redis_clients();
+    assert_true(during >= before + 1 && during <= before + 2);
+    redisReply *r = raw("ZCARD mft:msgs");
+    assert_int_equal(r->integer, 400);
+    freeReplyObject(r);
+    mft_store_close(st);
+    /* closing closes them all */
+    for (int i = 0; i < 50 && redis_clients() != before; i++)
+        usleep(10000);
+    assert_int_equal(redis_clients(), before);
+
+    /* sizes outside 1..256 are a configuration error */
+    const char *bad[] = {"0", "257", "x", NULL};
+    for (int i = 0; bad[i]; i++) {
+        setenv("MFT_REDIS_CONNECTIONS", bad[i], 1);
+        st = (struct mft_store *)1;
+        mft_err_clear(&err);
+        assert_int_equal(mft_store_open(redis.url, &st, &err), -1);
+        assert_null(st);
+        assert_int_equal(err.kind, MFT_E_CONFIG);
+        assert_non_null(strstr(err.message, "MFT_REDIS_CONNECTIONS"));
+    }
+    unsetenv("MFT_REDIS_CONNECTIONS");
+}
+
 static void test_unavailable_and_reconnect(void **state)
 {
     (void)state;
@@ -477,6 +532,7 @@ int main(void)
         cmocka_unit_test(test_messages),
         cmocka_unit_test(test_dup_ttl),
         cmocka_unit_test(test_threads_share_one_store),
+        cmocka_unit_test(test_connection_pool),
         cmocka_unit_test(test_command_timeout),
         cmocka_unit_test(test_unavailable_and_reconnect),
     };
