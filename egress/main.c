@@ -184,7 +184,7 @@ int main(int argc, char **argv)
                   "detail", err.detail);
         goto out;
     }
-    eg.outbox = (struct mft_outbox){eg.store, eg.bus, eg.payloads, (int)bus_timeout};
+    eg.outbox = (struct mft_outbox){eg.store, eg.bus, (int)bus_timeout};
 
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));

@@ -242,7 +242,7 @@ int main(int argc, char **argv)
         struct mft_err e;
         mft_err_clear(&e);
         /* events of async-MDN outcomes that Kafka did not take in time */
-        struct mft_outbox ob = {in.store, in.bus, in.payloads, in.bus_timeout_ms};
+        struct mft_outbox ob = {in.store, in.bus, in.bus_timeout_ms};
         mft_outbox_flush(&ob, 100);
         if (mft_store_config_version(in.store, &v, &e) == 0 && v != seen) {
             if (reload(&in, mkey, &e) == 0)

@@ -534,7 +534,7 @@ static enum MHD_Result take_mdn(struct request *rq, struct MHD_Connection *conn,
                                 const unsigned char *body, size_t len)
 {
     struct ingress *in = rq->in;
-    struct mft_outbox ob = {in->store, in->bus, in->payloads, in->bus_timeout_ms};
+    struct mft_outbox ob = {in->store, in->bus, in->bus_timeout_ms};
     struct mft_outbox_mdn_result res;
     struct mft_err err;
     mft_err_clear(&err);

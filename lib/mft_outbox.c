@@ -315,11 +315,11 @@ int mft_outbox_looks_like_mdn(const char *ctype, const unsigned char *body, size
 {
     struct mft_mime_value v;
     struct mft_err e;
-    if (!ctype || mft_mime_parse_value(ctype, &v, &e) < 0)
+    if (!ctype || len > MDN_SNIFF_MAX || mft_mime_parse_value(ctype, &v, &e) < 0)
         return 0;
     if (strcmp(v.token, "multipart/report") == 0)
         return 1;
-    if (strcmp(v.token, "multipart/signed") != 0 || len > MDN_SNIFF_MAX || !body)
+    if (strcmp(v.token, "multipart/signed") != 0 || !body)
         return 0;
     const char *b = mft_mime_param(&v, "boundary");
     struct mft_span whole = {body, len}, parts[2];
@@ -340,18 +340,17 @@ out:
     return rc;
 }
 
-/* Keeps the raw MDN as <uuid>/mdn and names it in the record's extra fields. */
-static void keep_raw(struct mft_outbox *ob, const char *uuid, const unsigned char *body, size_t len,
-                     struct mft_payload_ref *ref)
+/* The raw MDN as the record keeps it (mdn_raw): base64 of the bytes received,
+ * so a binary signature survives a text field. An MDN is small (egress reads
+ * at most MFT_EGRESS_MAX_RESPONSE); a file of its own with its fsyncs cost
+ * egress more CPU than signing the message. Returns a malloc'd string or NULL. */
+static char *raw_b64(const unsigned char *body, size_t len)
 {
-    struct mft_err e;
-    mft_err_clear(&e);
-    ref->uri[0] = '\0';
-    if (!ob->payloads || mft_payload_put(ob->payloads, uuid, "mdn", body, len, ref, &e) < 0) {
-        ref->uri[0] = '\0';
-        mft_warn("mdn.keep_failed", "the raw MDN could not be kept", "message_id", uuid, "detail",
-                 e.detail);
-    }
+    char *b = malloc(4 * (len / 3 + 1) + 1);
+    if (b)
+        b[EVP_EncodeBlock((unsigned char *)b, body ? body : (const unsigned char *)"", (int)len)] =
+            '\0';
+    return b;
 }
 
 int mft_outbox_take_mdn(struct mft_outbox *ob, const struct mft_registry *reg, const char *uuid,
@@ -364,13 +363,13 @@ int mft_outbox_take_mdn(struct mft_outbox *ob, const struct mft_registry *reg, c
     char **kv = NULL;
     size_t nkv = 0;
     int rc = -1, parsed;
-    struct mft_payload_ref *raw = calloc(1, sizeof(*raw));
+    char *raw = NULL;
 
     memset(res, 0, sizeof(*res));
     mft_err_clear(&res->outcome);
     mft_err_clear(&perr);
     mft_err_clear(&verdict);
-    if (!mdn || !raw) {
+    if (!mdn) {
         mft_err_set(err, MFT_E_NO_MEMORY, NULL);
         goto out;
     }
@@ -451,7 +450,13 @@ int mft_outbox_take_mdn(struct mft_outbox *ob, const struct mft_registry *reg, c
         rc = 1;
         goto out;
     }
-    keep_raw(ob, res->uuid, body, len, raw);
+    if (len > MDN_SNIFF_MAX) /* not an MDN a partner's product writes: not kept whole */
+        mft_warn("mdn.not_kept", "the MDN is too large to keep in the record", "message_id",
+                 res->uuid);
+    else if (!(raw = raw_b64(body, len))) {
+        mft_err_set(err, MFT_E_NO_MEMORY, NULL);
+        goto out;
+    }
 
     const struct mft_partner *p = reg ? mft_registry_partner(reg, m.partner_id) : NULL;
     const char *mic = mft_store_kv(kv, nkv, "mic"), *mic_alg = mft_store_kv(kv, nkv, "mic_alg");
@@ -467,15 +472,9 @@ int mft_outbox_take_mdn(struct mft_outbox *ob, const struct mft_registry *reg, c
         mft_mdn_evaluate(mdn, p->signing_cert, require_signed, mic, mic_alg, &verified, &verdict);
     }
     const char *final = verdict.kind == MFT_E_OK ? MFT_OUT_DELIVERED : MFT_OUT_FAILED;
-    const char *extra[] = {"mdn_uri",
-                           raw->uri,
-                           "mdn_content_type",
-                           s(ctype),
-                           "mdn_mode_received",
-                           uuid ? "sync" : "async",
-                           "mdn_text",
-                           parsed ? mdn->text : "",
-                           NULL};
+    const char *extra[] = {"mdn_raw",  raw ? raw : "",          "mdn_content_type",
+                           s(ctype),   "mdn_mode_received",     uuid ? "sync" : "async",
+                           "mdn_text", parsed ? mdn->text : "", NULL};
     struct mft_outbox_change c = {
         .state = final,
         .mic = mic,

@@ -35,9 +35,8 @@
 #define MFT_OUT_FAILED "failed"
 
 struct mft_outbox {
-    struct mft_store *store;            /* borrowed */
-    struct mft_bus *bus;                /* borrowed */
-    struct mft_payload_store *payloads; /* borrowed; raw MDNs are kept here */
+    struct mft_store *store; /* borrowed */
+    struct mft_bus *bus;     /* borrowed */
     int bus_timeout_ms;
 };
 
@@ -96,13 +95,12 @@ struct mft_outbox_mdn_result {
 /*
  * Applies an MDN (HTTP Content-Type ctype, body) to the outgoing message it
  * answers: uuid when known (a synchronous MDN), otherwise found by its
- * Original-Message-ID (an asynchronous one). Keeps the raw MDN in the payload
- * store beside the message, judges it (mft_mdn_evaluate: signature against
- * the partner's signing certificate, disposition, MIC) and records
- * delivered or failed. reg is the registry snapshot (borrowed); server the
- * TLS facts of a synchronous exchange (may be NULL); http_status its status.
- * Returns 0 when applied or a repeat for an ended message (res->already_final),
- * 1 when the MDN names no message we sent (async only), 2 when the body is
+ * Original-Message-ID (an asynchronous one). Keeps the raw MDN in the
+ * message's record (mdn_raw, base64, for non-repudiation), judges it (mft_mdn_evaluate: signature
+ * against the partner's signing certificate, disposition, MIC) and records delivered or failed. reg
+ * is the registry snapshot (borrowed); server the TLS facts of a synchronous exchange (may be
+ * NULL); http_status its status. Returns 0 when applied or a repeat for an ended message
+ * (res->already_final), 1 when the MDN names no message we sent (async only), 2 when the body is
  * not an MDN (async only; err says why; a sync answer that is not an MDN
  * fails the message with MDN_INVALID and returns 0), -1 when the record or
  * the event could not be written (retry later; err says why).

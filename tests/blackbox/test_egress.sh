@@ -243,8 +243,13 @@ check_eq "repeat of a request id: no second message" "queued sending retrying se
 mid=$(field mx-5 message_id)
 check_match "record: final state and MDN kept in Redis" "delivered" \
   "$(redis-cli -u "$MFT_REDIS_URL" HGET "mft:out:$mid" state)"
-mdn_file=$(redis-cli -u "$MFT_REDIS_URL" HGET "mft:out:$mid" mdn_uri); mdn_file=${mdn_file#file://}
-check "record: the raw MDN file exists and is an MDN" grep -q "disposition-notification" "$mdn_file"
+# The raw MDN is in the record (base64 of the bytes received): with its
+# Content-Type, openssl verifies the partner's signature over the kept bytes.
+{ printf 'Content-Type: %s\r\n\r\n' "$(redis-cli -u "$MFT_REDIS_URL" HGET "mft:out:$mid" mdn_content_type)"
+  redis-cli -u "$MFT_REDIS_URL" HGET "mft:out:$mid" mdn_raw | base64 -d; } >"$STACK_DIR/kept-mdn.eml"
+check "record: the raw MDN kept is an MDN" grep -q "disposition-notification" "$STACK_DIR/kept-mdn.eml"
+check "record: the kept MDN's signature verifies (openssl smime)" \
+  openssl smime -verify -noverify -in "$STACK_DIR/kept-mdn.eml" -out /dev/null
 
 # Ids an application may use: any request id; a bad station id fails that
 # request alone (the partition goes on).

@@ -93,7 +93,7 @@ static void test_changes_guard_and_deferred_events(void **state)
     mft_err_clear(&err);
     assert_int_equal(mft_store_open(redis.url, &st, &err), 0);
     assert_int_equal(mft_bus_open(broker.addr, "/test/outbox", &bus, &err), 0);
-    struct mft_outbox ob = {st, bus, NULL, 5000};
+    struct mft_outbox ob = {st, bus, 5000};
     const char *uuid = "0b2c8d8e-1111-4222-8333-444455556666";
     struct mft_outbox_msg m = {uuid, "req-1", "corr-1", "<m1@test>", "s1", "p1"};
 
@@ -155,7 +155,7 @@ static void test_changes_guard_and_deferred_events(void **state)
     char addr[64];
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
     assert_int_equal(mft_bus_open(addr, "/test/outbox", &dead, &err), 0);
-    struct mft_outbox down = {st, dead, NULL, 1500};
+    struct mft_outbox down = {st, dead, 1500};
     const char *uuid2 = "0b2c8d8e-1111-4222-8333-777788889999";
     struct mft_outbox_msg m2 = {uuid2, "req-2", "", "<m2@test>", "s1", "p1"};
     struct mft_outbox_change q = {.state = MFT_OUT_QUEUED,
@@ -180,7 +180,7 @@ static void test_changes_guard_and_deferred_events(void **state)
     assert_int_equal(llen_events(), 1);
     /* ... and once it is old enough, it goes out with its original ce_id */
     mft_test_sleep_ms(2500);
-    struct mft_outbox quick = {st, bus, NULL, 1000}; /* the entry is now > 3 s old */
+    struct mft_outbox quick = {st, bus, 1000}; /* the entry is now > 3 s old */
     assert_int_equal(mft_outbox_flush(&quick, 10), 1);
     assert_int_equal(llen_events(), 0);
     assert_int_equal(read_updates(uuid2, states, sizeof(states), ce_id), 1);
@@ -201,7 +201,7 @@ static void test_take_mdn_refusals(void **state)
     mft_err_clear(&err);
     assert_int_equal(mft_store_open(redis.url, &st, &err), 0);
     assert_int_equal(mft_bus_open(broker.addr, "/test/outbox", &bus, &err), 0);
-    struct mft_outbox ob = {st, bus, NULL, 5000};
+    struct mft_outbox ob = {st, bus, 5000};
     struct mft_outbox_mdn_result res;
 
     /* not an MDN at all */
