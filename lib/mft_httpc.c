@@ -16,8 +16,10 @@
  *
  * Threading: no shared state besides curl_global_init and one SSL_CTX ex_data
  * index, both set up once (pthread_once). Any number of threads may call.
- * Owns nothing between calls: no connection reuse, no TLS session cache.
- * Takes references on a client identity the caller has already parsed.
+ * A call owns nothing after it returns unless the caller passes a kept
+ * connection (struct mft_httpc_conn, one per thread): that is reused while it
+ * was opened for the same key (URL, identity, trust, policy). No TLS session
+ * cache. Takes references on a client identity the caller has already parsed.
  */
 #include "mft_httpc.h"
 #include "mft_tls.h"

@@ -188,7 +188,7 @@ row() { # row NAME JSON INBOUND CPU
   echo
   echo "mft egress benchmark — $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(cpu_model)), loopback, load $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "ACME -> GLOBEX on one gateway: 10 KB, signed sha256 + encrypted aes-256-cbc, signed sync MDN, HTTPS mTLS"
-  echo "(mft-egress opens a new TLS connection per message: mft_httpc has no connection reuse)"
+  echo "(each mft-egress worker keeps its TLS connection to the partner and reuses it)"
   echo
   echo "sample: $(jget "$S" delivered)/20 delivered with a signed MDN; GLOBEX's MessageReceived good/all: $SAMPLE_OK"
   for r in B P; do
