@@ -112,6 +112,8 @@ static void declare_metrics(void)
     mft_metric_declare("mft_ingress_rejected_total", "counter",
                        "rejected requests and failed TLS handshakes, by error kind");
     mft_metric_declare("mft_ingress_inflight", "gauge", "requests being processed");
+    mft_metric_declare("mft_ingress_tls_verify_cache_hits_total", "counter",
+                       "client chains whose verdict came from the verified-chain memory");
     mft_metric_declare("mft_ingress_async_mdns_total", "counter",
                        "asynchronous MDNs this gateway sent to partners, by result");
     mft_metric_declare("mft_ingress_mdns_total", "counter",

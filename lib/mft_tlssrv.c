@@ -21,8 +21,9 @@
  * pointer is swapped under a mutex and reference-counted, so an update never
  * frees what a handshake in flight uses. Never logs or keeps private key bytes
  * beyond GnuTLS's own key objects. Per-handshake work stays small (no file
- * I/O, no extra public-key operations); the self-check of our certificate
- * runs on failures only.
+ * I/O, no extra public-key operations; a chain that verified against the
+ * snapshot is not path-checked again while its verdict holds, struct
+ * verified); the self-check of our certificate runs on failures only.
  */
 #include "mft_tlssrv.h"
 #include "mft_log.h"
@@ -49,6 +50,8 @@
 
 #define MAX_HELLO_SUITES 64
 #define MAX_CANDIDATES 4
+#define VERIFIED_MAX 64      /* client chains whose verification is remembered */
+#define VERIFIED_SECONDS 300 /* for at most this long */
 
 /* What a cipher suite needs from our certificate (srv->suites[id]). */
 enum suite_use { SUITE_NO = 0, SUITE_TLS13, SUITE_RSA, SUITE_ECDSA };
@@ -80,6 +83,20 @@ struct snap_fp {
     char org[128]; /* CAs: the organization (O) of the subject, "" when none */
 };
 
+/* A client chain that verified against this snapshot's trust list: the
+ * SHA-256 of its certificates as sent, until when the verdict holds (the
+ * earliest notAfter in the chain, at most VERIFIED_SECONDS after the check)
+ * and the partners its anchor identified. A partner reconnecting with the
+ * same certificates skips the path check (a public-key operation per
+ * certificate); its policy and the leaf's purpose are still checked. */
+struct verified {
+    unsigned char key[32];
+    time_t from, until;
+    size_t candidates[MAX_CANDIDATES];
+    unsigned n_candidates;
+    int overflow;
+};
+
 struct snap {
     atomic_int refs;
     gnutls_x509_trust_list_t cas;
@@ -94,6 +111,9 @@ struct snap {
     unsigned cert_types;
     struct station_cred *creds;
     size_t n_creds;
+    pthread_mutex_t vlock; /* guards verified[] */
+    struct verified verified[VERIFIED_MAX];
+    unsigned n_verified, next_verified;
 };
 
 struct mft_tlssrv {
@@ -101,6 +121,7 @@ struct mft_tlssrv {
     struct snap *cur;
     unsigned min_version, max_version; /* of the listener's priority string */
     unsigned char suites[65536];       /* enum suite_use by IANA suite id */
+    atomic_ulong verify_cache_hits;
 };
 
 /* What arrived on the socket before the handshake ended (the read wrapper). */
@@ -206,6 +227,7 @@ static void snap_unref(struct snap *s)
     free(s->exact_partner);
     free(s->ca_fps);
     free(s->partners);
+    pthread_mutex_destroy(&s->vlock);
     free(s);
 }
 
@@ -427,6 +449,7 @@ int mft_tlssrv_update(struct mft_tlssrv *srv, const struct mft_registry *reg, st
     if (!s)
         return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
     atomic_init(&s->refs, 1);
+    pthread_mutex_init(&s->vlock, NULL);
     if (gnutls_x509_trust_list_init(&s->cas, 0) < 0) {
         mft_err_set(err, MFT_E_NO_MEMORY, NULL);
         goto out;
@@ -1283,6 +1306,91 @@ static int leaf_refusal(struct mft_tlssrv_conn *c, gnutls_x509_crt_t leaf, time_
     return c->fail.kind != MFT_E_OK;
 }
 
+/* The key of a chain as sent: SHA-256 over each certificate's length and DER. */
+static int chain_key(const gnutls_datum_t *certs, unsigned n, unsigned char key[32])
+{
+    gnutls_hash_hd_t h;
+    if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) < 0)
+        return -1;
+    for (unsigned i = 0; i < n && i < CHAIN_MAX; i++) {
+        unsigned char len[4] = {(unsigned char)(certs[i].size >> 24),
+                                (unsigned char)(certs[i].size >> 16),
+                                (unsigned char)(certs[i].size >> 8), (unsigned char)certs[i].size};
+        gnutls_hash(h, len, sizeof(len));
+        gnutls_hash(h, certs[i].data, certs[i].size);
+    }
+    gnutls_hash_deinit(h, key);
+    return 0;
+}
+
+/* 1 with c's candidates set when the chain verified against this snapshot
+ * earlier and the verdict still holds at now, else 0. */
+static int verified_get(struct mft_tlssrv_conn *c, const unsigned char key[32], time_t now)
+{
+    struct snap *s = c->snap;
+    int hit = 0;
+    pthread_mutex_lock(&s->vlock);
+    for (unsigned i = 0; i < s->n_verified && !hit; i++) {
+        const struct verified *v = &s->verified[i];
+        if (memcmp(v->key, key, 32) != 0 || now < v->from || now > v->until)
+            continue;
+        for (unsigned k = 0; k < v->n_candidates; k++)
+            add_candidate(c, v->candidates[k]);
+        c->candidates_overflow |= v->overflow;
+        hit = 1;
+    }
+    pthread_mutex_unlock(&s->vlock);
+    if (hit)
+        atomic_fetch_add(&c->srv->verify_cache_hits, 1);
+    return hit;
+}
+
+/* Remembers that the chain verified at now with c's candidates. */
+static void verified_put(struct mft_tlssrv_conn *c, const unsigned char key[32],
+                         gnutls_x509_crt_t *chain, unsigned n, time_t now)
+{
+    struct verified v = {.from = now, .until = now + VERIFIED_SECONDS};
+    memcpy(v.key, key, 32);
+    for (unsigned i = 0; i < n; i++) {
+        time_t end = gnutls_x509_crt_get_expiration_time(chain[i]);
+        if (end == (time_t)-1)
+            return;
+        if (end < v.until)
+            v.until = end;
+    }
+    gnutls_x509_crt_t anchor = NULL; /* the trust list's own copy: not freed here */
+    if (n && gnutls_x509_trust_list_get_issuer(c->snap->cas, chain[n - 1], &anchor, 0) == 0) {
+        time_t end = gnutls_x509_crt_get_expiration_time(anchor);
+        if (end == (time_t)-1)
+            return;
+        if (end < v.until)
+            v.until = end;
+    }
+    for (size_t i = 0; i < c->n_candidates; i++)
+        v.candidates[v.n_candidates++] = c->candidates[i];
+    v.overflow = c->candidates_overflow;
+    struct snap *s = c->snap;
+    pthread_mutex_lock(&s->vlock);
+    unsigned slot = 0;
+    while (slot < s->n_verified && memcmp(s->verified[slot].key, key, 32) != 0)
+        slot++;
+    if (slot == s->n_verified) { /* not there: a free slot, else the oldest */
+        if (s->n_verified < VERIFIED_MAX) {
+            s->n_verified++;
+        } else {
+            slot = s->next_verified;
+            s->next_verified = (slot + 1) % VERIFIED_MAX;
+        }
+    }
+    s->verified[slot] = v;
+    pthread_mutex_unlock(&s->vlock);
+}
+
+unsigned long mft_tlssrv_verify_cache_hits(const struct mft_tlssrv *srv)
+{
+    return srv ? atomic_load(&((struct mft_tlssrv *)srv)->verify_cache_hits) : 0;
+}
+
 static int verify(gnutls_session_t session)
 {
     struct mft_tlssrv_conn *c = gnutls_db_get_ptr(session);
@@ -1329,6 +1437,12 @@ static int verify(gnutls_session_t session)
         rc = leaf_refusal(c, chain[0], now) ? -1 : 0;
         goto out;
     }
+    unsigned char key[32];
+    int keyed = chain_key(certs, n, key) == 0;
+    if (keyed && verified_get(c, key, now)) {
+        rc = 0;
+        goto out;
+    }
     unsigned status = 0;
     int vr = path_status(c->snap->cas, chain, n_chain, now, OID_CLIENT_AUTH, &status);
     if (vr < 0) {
@@ -1338,6 +1452,8 @@ static int verify(gnutls_session_t session)
     }
     if (status == 0) { /* the path check covered the leaf's dates and purpose */
         identify_by_ca(c, chain, n_chain);
+        if (keyed)
+            verified_put(c, key, chain, n_chain, now);
         rc = 0;
         goto out;
     }

@@ -63,6 +63,11 @@ int mft_tlssrv_update(struct mft_tlssrv *srv, const struct mft_registry *reg, st
 /* Returns non-zero when at least one station has a TLS keypair. */
 int mft_tlssrv_ready(struct mft_tlssrv *srv);
 
+/* How many handshakes took a client chain's verdict from the snapshot's
+ * memory of chains verified before (same certificates, same trust, still
+ * within every certificate's validity and at most 5 minutes old). */
+unsigned long mft_tlssrv_verify_cache_hits(const struct mft_tlssrv *srv);
+
 /* The certificate callback to give to MHD_OPTION_HTTPS_CERT_CALLBACK. */
 gnutls_certificate_retrieve_function2 *mft_tlssrv_cert_callback(void);
 

@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -671,6 +672,10 @@ static void test_handshakes(void **state)
             assert_string_equal(f.partner_id, "p-13");
         }
     }
+    /* the second good handshakes (TLS 1.3 after 1.2) took the verdicts the
+     * first ones left: leafA, leafI with its intermediate; exact registrations
+     * and refusals are never remembered */
+    assert_int_equal(mft_tlssrv_verify_cache_hits(hs_srv), 2);
     /* no shared suite */
     struct client ccm8 = {.min_version = TLS1_3_VERSION,
                           .max_version = TLS1_3_VERSION,
@@ -858,6 +863,122 @@ static void test_policies_and_proof(void **state)
         sk_X509_pop_free(pa[i].tls_cas, X509_free);
 }
 
+/* <name>.pem and .key: a clientAuth certificate issued by ca that expires
+ * in seconds (the openssl CLI of Debian 12 counts validity in days). */
+static void make_short_lived(const char *name, const char *ca, long seconds)
+{
+    char p[256];
+    snprintf(p, sizeof(p), "%s/%s.key", dir, ca);
+    FILE *f = fopen(p, "r");
+    assert_non_null(f);
+    EVP_PKEY *cakey = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    X509 *cacert = load(ca);
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    assert_non_null(cakey);
+    assert_non_null(key);
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 4242);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                               (const unsigned char *)"short-lived", -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(cacert));
+    X509_gmtime_adj(X509_getm_notBefore(x), -60);
+    X509_gmtime_adj(X509_getm_notAfter(x), seconds);
+    X509_set_pubkey(x, key);
+    X509V3_CTX ctx;
+    X509V3_set_ctx(&ctx, cacert, x, NULL, NULL, 0);
+    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &ctx, NID_ext_key_usage, "clientAuth");
+    assert_non_null(e);
+    X509_add_ext(x, e, -1);
+    X509_EXTENSION_free(e);
+    assert_true(X509_sign(x, cakey, EVP_sha256()) > 0);
+    snprintf(p, sizeof(p), "%s/%s.pem", dir, name);
+    assert_non_null(f = fopen(p, "w"));
+    PEM_write_X509(f, x);
+    fclose(f);
+    snprintf(p, sizeof(p), "%s/%s.key", dir, name);
+    assert_non_null(f = fopen(p, "w"));
+    PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
+    fclose(f);
+    X509_free(x);
+    X509_free(cacert);
+    EVP_PKEY_free(key);
+    EVP_PKEY_free(cakey);
+}
+
+/*
+ * The memory of verified client chains: a chain that verified is not checked
+ * again by the same snapshot, but the verdict never outlives the trust it came
+ * from (a registry update), the chain's validity, or the partner's policy.
+ */
+static void test_verified_memory(void **state)
+{
+    (void)state;
+    struct mft_err err;
+    struct mft_station st;
+    struct mft_partner pa;
+    struct mft_registry reg;
+    static struct mft_tls_facts f;
+    const int v12 = TLS1_2_VERSION, v13 = TLS1_3_VERSION;
+
+    mft_err_clear(&err);
+    assert_int_equal(mft_tlssrv_create(&hs_srv, &err), 0);
+    station_init(&st, "st1", "station");
+    memset(&pa, 0, sizeof(pa));
+    snprintf(pa.id, sizeof(pa.id), "p-ca");
+    pa.tls_cas = stack_of("caA", NULL);
+    pa.tls_policy.min_version = pa.tls_policy.max_version = 0x0304; /* TLS 1.3 only */
+    memset(&reg, 0, sizeof(reg));
+    reg.stations = &st;
+    reg.n_stations = 1;
+    reg.partners = &pa;
+    reg.n_partners = 1;
+    assert_int_equal(mft_tlssrv_update(hs_srv, &reg, &err), 0);
+
+    struct client a13 = {.min_version = v13, .max_version = v13, .cert = "leafA", .key = "leafA"};
+    assert_int_equal(handshake(&a13, &err, &f), 2);
+    assert_int_equal(mft_tlssrv_verify_cache_hits(hs_srv), 0);
+    assert_int_equal(handshake(&a13, &err, &f), 2);
+    assert_int_equal(mft_tlssrv_verify_cache_hits(hs_srv), 1);
+    /* remembered, and still held to the partner's policy */
+    struct client a12 = {.min_version = v12, .max_version = v12, .cert = "leafA", .key = "leafA"};
+    assert_int_equal(handshake(&a12, &err, &f), 0);
+    assert_int_equal(err.kind, MFT_E_TLS_NO_COMMON_PROTOCOL);
+    assert_int_equal(mft_tlssrv_verify_cache_hits(hs_srv), 2);
+
+    /* the partner now registers another CA: the new snapshot remembers nothing */
+    sk_X509_pop_free(pa.tls_cas, X509_free);
+    pa.tls_cas = stack_of("caB", NULL);
+    assert_int_equal(mft_tlssrv_update(hs_srv, &reg, &err), 0);
+    a13.alert[0] = '\0';
+    assert_int_equal(handshake(&a13, &err, &f), 0);
+    assert_int_equal(err.kind, MFT_E_TLS_CLIENT_CERT_UNTRUSTED);
+    assert_string_equal(a13.alert, "unknown_ca");
+    assert_int_equal(mft_tlssrv_verify_cache_hits(hs_srv), 2);
+
+    /* a certificate that expires while remembered is refused as expired */
+    sk_X509_pop_free(pa.tls_cas, X509_free);
+    pa.tls_cas = stack_of("caA", NULL);
+    assert_int_equal(mft_tlssrv_update(hs_srv, &reg, &err), 0);
+    make_short_lived("leafShort", "caA", 3);
+    struct client sh = {
+        .min_version = v13, .max_version = v13, .cert = "leafShort", .key = "leafShort"};
+    assert_int_equal(handshake(&sh, &err, &f), 2);
+    assert_int_equal(handshake(&sh, &err, &f), 2);
+    assert_int_equal(mft_tlssrv_verify_cache_hits(hs_srv), 3);
+    sleep(5);
+    sh.alert[0] = '\0';
+    assert_int_equal(handshake(&sh, &err, &f), 0);
+    assert_int_equal(err.kind, MFT_E_TLS_CLIENT_CERT_EXPIRED);
+    assert_string_equal(sh.alert, "certificate_expired");
+    assert_int_equal(mft_tlssrv_verify_cache_hits(hs_srv), 3);
+
+    mft_tlssrv_destroy(hs_srv);
+    station_free(&st);
+    sk_X509_pop_free(pa.tls_cas, X509_free);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -866,6 +987,7 @@ int main(void)
         cmocka_unit_test(test_update),
         cmocka_unit_test(test_handshakes),
         cmocka_unit_test(test_policies_and_proof),
+        cmocka_unit_test(test_verified_memory),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
