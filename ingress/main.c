@@ -40,6 +40,8 @@ static const struct mft_cfg_var cfg[] = {
     {"MFT_INGRESS_DUP_TTL_S", "2592000", "how long a Message-ID is remembered for duplicates"},
     {"MFT_INGRESS_KEEP_RAW", "1", "keep the raw received message beside the payload (1/0)"},
     {"MFT_INGRESS_RELOAD_MS", "1000", "how often the configuration version is polled"},
+    {"MFT_INGRESS_TLS_VERIFIED_CHAINS", "64",
+     "client chains remembered as verified (0..64; 0: path-check every handshake)"},
     {"MFT_KAFKA_TIMEOUT_MS", "10000", "how long to wait for the broker's acknowledgement"},
     {NULL, NULL, NULL},
 };
@@ -167,7 +169,7 @@ int main(int argc, char **argv)
     struct mft_ops *ops = NULL;
     struct MHD_Daemon *https = NULL, *http = NULL;
     unsigned char mkey[32];
-    long max_conn = 0, timeout_s = 0, reload_ms = 0, keep_raw = 1, bus_timeout = 0;
+    long max_conn = 0, timeout_s = 0, reload_ms = 0, keep_raw = 1, bus_timeout = 0, chains = 0;
     int rc = 1;
 
     if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
@@ -191,6 +193,7 @@ int main(int argc, char **argv)
         mft_cfg_long(cfg, "MFT_INGRESS_DUP_TTL_S", &in.dup_ttl_s) < 0 ||
         mft_cfg_long(cfg, "MFT_INGRESS_KEEP_RAW", &keep_raw) < 0 ||
         mft_cfg_long(cfg, "MFT_INGRESS_RELOAD_MS", &reload_ms) < 0 ||
+        mft_cfg_long(cfg, "MFT_INGRESS_TLS_VERIFIED_CHAINS", &chains) < 0 ||
         mft_cfg_long(cfg, "MFT_KAFKA_TIMEOUT_MS", &bus_timeout) < 0)
         mft_fatal("config.invalid", "see the previous line");
     in.keep_raw = keep_raw != 0;
@@ -205,7 +208,8 @@ int main(int argc, char **argv)
         mft_payload_open(mft_cfg_get(cfg, "MFT_PAYLOAD_DIR"), &in.payloads, &err) < 0 ||
         mft_tlssrv_create(&in.tls, &err) < 0 ||
         mft_tlssrv_set_priorities(in.tls, mft_cfg_get(cfg, "MFT_INGRESS_TLS_PRIORITIES"), &err) <
-            0) {
+            0 ||
+        mft_tlssrv_set_verified_chains(in.tls, chains, &err) < 0) {
         mft_error("startup.failed", err.message, "error_kind", mft_err_kind_name(err.kind),
                   "detail", err.detail);
         goto out;

@@ -122,6 +122,7 @@ struct mft_tlssrv {
     unsigned min_version, max_version; /* of the listener's priority string */
     unsigned char suites[65536];       /* enum suite_use by IANA suite id */
     atomic_ulong verify_cache_hits;
+    unsigned verified_max; /* chains a snapshot remembers, 0..VERIFIED_MAX */
 };
 
 /* What arrived on the socket before the handshake ended (the read wrapper). */
@@ -247,6 +248,7 @@ int mft_tlssrv_create(struct mft_tlssrv **out, struct mft_err *err)
     if (!srv)
         return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
     pthread_mutex_init(&srv->lock, NULL);
+    srv->verified_max = VERIFIED_MAX;
     if (mft_tlssrv_set_priorities(srv, MFT_TLSSRV_DEFAULT_PRIORITIES, err) < 0) {
         mft_tlssrv_destroy(srv);
         return -1;
@@ -1349,6 +1351,9 @@ static int verified_get(struct mft_tlssrv_conn *c, const unsigned char key[32], 
 static void verified_put(struct mft_tlssrv_conn *c, const unsigned char key[32],
                          gnutls_x509_crt_t *chain, unsigned n, time_t now)
 {
+    unsigned max = c->srv->verified_max;
+    if (max == 0)
+        return;
     struct verified v = {.from = now, .until = now + VERIFIED_SECONDS};
     memcpy(v.key, key, 32);
     for (unsigned i = 0; i < n; i++) {
@@ -1375,15 +1380,25 @@ static void verified_put(struct mft_tlssrv_conn *c, const unsigned char key[32],
     while (slot < s->n_verified && memcmp(s->verified[slot].key, key, 32) != 0)
         slot++;
     if (slot == s->n_verified) { /* not there: a free slot, else the oldest */
-        if (s->n_verified < VERIFIED_MAX) {
+        if (s->n_verified < max) {
             s->n_verified++;
         } else {
-            slot = s->next_verified;
-            s->next_verified = (slot + 1) % VERIFIED_MAX;
+            slot = s->next_verified % max;
+            s->next_verified = (slot + 1) % max;
         }
     }
     s->verified[slot] = v;
     pthread_mutex_unlock(&s->vlock);
+}
+
+int mft_tlssrv_set_verified_chains(struct mft_tlssrv *srv, long n, struct mft_err *err)
+{
+    if (n < 0 || n > VERIFIED_MAX)
+        return mft_err_set(err, MFT_E_CONFIG,
+                           "MFT_INGRESS_TLS_VERIFIED_CHAINS must be 0..64 (0: every handshake "
+                           "checks the client's chain)");
+    srv->verified_max = (unsigned)n;
+    return 0;
 }
 
 unsigned long mft_tlssrv_verify_cache_hits(const struct mft_tlssrv *srv)

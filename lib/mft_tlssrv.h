@@ -63,6 +63,11 @@ int mft_tlssrv_update(struct mft_tlssrv *srv, const struct mft_registry *reg, st
 /* Returns non-zero when at least one station has a TLS keypair. */
 int mft_tlssrv_ready(struct mft_tlssrv *srv);
 
+/* How many verified client chains each trust snapshot remembers (0..64,
+ * 64 by default; 0: every handshake path-checks the client's chain). Set
+ * before serving. Returns 0, or -1 with CONFIG outside the range. */
+int mft_tlssrv_set_verified_chains(struct mft_tlssrv *srv, long n, struct mft_err *err);
+
 /* How many handshakes took a client chain's verdict from the snapshot's
  * memory of chains verified before (same certificates, same trust, still
  * within every certificate's validity and at most 5 minutes old). */

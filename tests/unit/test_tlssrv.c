@@ -974,6 +974,17 @@ static void test_verified_memory(void **state)
     assert_string_equal(sh.alert, "certificate_expired");
     assert_int_equal(mft_tlssrv_verify_cache_hits(hs_srv), 3);
 
+    /* MFT_INGRESS_TLS_VERIFIED_CHAINS: 0..64, and 0 remembers nothing */
+    assert_int_equal(mft_tlssrv_set_verified_chains(hs_srv, 65, &err), -1);
+    assert_int_equal(err.kind, MFT_E_CONFIG);
+    mft_err_clear(&err);
+    assert_int_equal(mft_tlssrv_set_verified_chains(hs_srv, -1, &err), -1);
+    assert_int_equal(mft_tlssrv_set_verified_chains(hs_srv, 0, &err), 0);
+    assert_int_equal(mft_tlssrv_update(hs_srv, &reg, &err), 0);
+    assert_int_equal(handshake(&a13, &err, &f), 2);
+    assert_int_equal(handshake(&a13, &err, &f), 2);
+    assert_int_equal(mft_tlssrv_verify_cache_hits(hs_srv), 3);
+
     mft_tlssrv_destroy(hs_srv);
     station_free(&st);
     sk_X509_pop_free(pa.tls_cas, X509_free);
