@@ -1,8 +1,9 @@
 /*
  * mft_payload — file-per-payload store with atomic publication: data goes to
  * <dir>/.tmp/<random>, is fsync'd, renamed to <dir>/<uuid>/<name>, and the
- * target directory is fsync'd, so a crash never leaves a partial file under a
- * final name. SHA-256 is computed while writing. Errors carry errno text.
+ * target directory is fsync'd (and the store directory when <uuid> is new), so
+ * a crash never leaves a partial file under a final name nor loses a committed
+ * one. SHA-256 is computed while writing. Errors carry errno text.
  */
 #include "mft_payload.h"
 
@@ -43,6 +44,8 @@ static int storage_err(struct mft_err *err, const char *what, const char *path)
     return mft_err_detail(err, "%s %s: %s", what, path, strerror(e));
 }
 
+/* Creates path and its missing parents. Returns 1 when it created path
+ * itself, 0 when path was already a directory, -1 with errno. */
 static int mkdir_p(const char *path)
 {
     char tmp[PATH_MAX];
@@ -56,7 +59,7 @@ static int mkdir_p(const char *path)
         }
     }
     if (mkdir(tmp, 0750) == 0)
-        return 0;
+        return 1;
     struct stat st; /* EEXIST is fine only for a directory */
     if (errno != EEXIST || stat(tmp, &st) < 0)
         return -1;
@@ -181,7 +184,9 @@ int mft_payload_commit(struct mft_payload_writer *w, struct mft_payload_ref *ref
         goto out;
     }
     w->fd = -1;
-    if (mkdir_p(w->final_dir) < 0) {
+    /* the store directory exists: one mkdir, the walk only if it went away */
+    int made = mkdir(w->final_dir, 0750) == 0 ? 1 : errno == EEXIST ? 0 : mkdir_p(w->final_dir);
+    if (made < 0) {
         storage_err(err, "cannot create", w->final_dir);
         goto out;
     }
@@ -192,6 +197,12 @@ int mft_payload_commit(struct mft_payload_writer *w, struct mft_payload_ref *ref
     w->tmp[0] = '\0';
     if (fsync_dir(w->final_dir) < 0) {
         storage_err(err, "cannot fsync", w->final_dir);
+        goto out;
+    }
+    /* a new <uuid> directory is durable only once the store's own entry for
+     * it is: without this a crash could lose a payload already acknowledged */
+    if (made && fsync_dir(w->ps->dir) < 0) {
+        storage_err(err, "cannot fsync", w->ps->dir);
         goto out;
     }
     EVP_DigestFinal_ex(w->md, md, &mdlen);
