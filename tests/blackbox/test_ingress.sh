@@ -402,6 +402,9 @@ redis-server --port "$rport" --bind 127.0.0.1 --dir "$STACK_DIR/redis" --save ''
   >>"$STACK_DIR/logs/redis.log" 2>&1 & STACK_PIDS+=($!)
 wait_for 10 redis-cli -p "$rport" ping
 "$MFT_BIN/mftctl" apply -f "$STACK_DIR/test.json" >/dev/null 2>&1
+# ingress may have polled the empty Redis before the apply (no stations: no
+# TLS keypair to serve): wait until it serves the configuration again
+check "redis back, configuration applied: /readyz" wait_for 10 curl -sfo /dev/null "http://$MFT_INGRESS_OPS_ADDR/readyz"
 kill -TERM "${STACK_PIDS[1]}"; sleep 0.5
 kept_before=$(find "$STACK_DIR/payloads" -name 'payload-*' | wc -l)
 D=$STACK_DIR/k1; AS2_SIGN_MD=sha256 as2_build "$D" "$STACK_DIR/order.edi"; as2_post "$D" "$URL"
