@@ -887,8 +887,8 @@ void receive_connection(void *cls, struct MHD_Connection *conn, void **socket_co
             events_rejected(in, &r, &err);
         }
     }
-    mft_metric_set("mft_ingress_tls_verify_cache_hits_total", "",
-                   (double)mft_tlssrv_verify_cache_hits(in->tls));
+    if (mft_tlssrv_conn_verified_from_memory(c))
+        mft_metric_add("mft_ingress_tls_verify_cache_hits_total", "", 1);
     mft_tlssrv_conn_end(c);
     *socket_context = NULL;
 }

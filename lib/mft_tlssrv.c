@@ -85,10 +85,13 @@ struct snap_fp {
 
 /* A client chain that verified against this snapshot's trust list: the
  * SHA-256 of its certificates as sent, until when the verdict holds (the
- * earliest notAfter in the chain, at most VERIFIED_SECONDS after the check)
- * and the partners its anchor identified. A partner reconnecting with the
- * same certificates skips the path check (a public-key operation per
- * certificate); its policy and the leaf's purpose are still checked. */
+ * earliest notAfter of the chain's certificates and of the trust-list
+ * certificates that issued them, at most VERIFIED_SECONDS after the check)
+ * and the partners its anchor identified. Remembered only once the client
+ * proved its key and finished the handshake. A partner reconnecting with the
+ * same certificates skips the path check (the same bytes: the same dates,
+ * purposes and signatures); its TLS policy is still checked and GnuTLS still
+ * checks its CertificateVerify. */
 struct verified {
     unsigned char key[32];
     time_t from, until;
@@ -122,7 +125,7 @@ struct mft_tlssrv {
     unsigned min_version, max_version; /* of the listener's priority string */
     unsigned char suites[65536];       /* enum suite_use by IANA suite id */
     atomic_ulong verify_cache_hits;
-    unsigned verified_max; /* chains a snapshot remembers, 0..VERIFIED_MAX */
+    atomic_uint verified_max; /* chains a snapshot remembers, 0..VERIFIED_MAX */
 };
 
 /* What arrived on the socket before the handshake ended (the read wrapper). */
@@ -172,6 +175,8 @@ struct mft_tlssrv_conn {
     int parsed;
     X509 *peer;
     STACK_OF(X509) * peer_chain;
+    struct verified pending; /* to remember once the handshake is finished */
+    int pending_set, from_memory;
 };
 
 /* Keeps a copy of certificate i of the client's chain (DER). */
@@ -248,7 +253,7 @@ int mft_tlssrv_create(struct mft_tlssrv **out, struct mft_err *err)
     if (!srv)
         return mft_err_set(err, MFT_E_NO_MEMORY, NULL);
     pthread_mutex_init(&srv->lock, NULL);
-    srv->verified_max = VERIFIED_MAX;
+    atomic_init(&srv->verified_max, VERIFIED_MAX);
     if (mft_tlssrv_set_priorities(srv, MFT_TLSSRV_DEFAULT_PRIORITIES, err) < 0) {
         mft_tlssrv_destroy(srv);
         return -1;
@@ -876,6 +881,8 @@ static int on_client_certificate(struct mft_tlssrv_conn *c, gnutls_session_t ses
                   GNUTLS_E_NO_CERTIFICATE_FOUND);
 }
 
+static void verified_commit(struct mft_tlssrv_conn *c);
+
 static int hook(gnutls_session_t session, unsigned int htype, unsigned when, unsigned int incoming,
                 const gnutls_datum_t *msg)
 {
@@ -907,6 +914,7 @@ static int hook(gnutls_session_t session, unsigned int htype, unsigned when, uns
         /* the facts are read now, while the session is certainly alive */
         note_negotiated(c, session);
         c->established = 1;
+        verified_commit(c);
         /* from now on alerts are sent again (MHD's close_notify at the end):
          * while a read function is installed GnuTLS hands it every alert
          * instead of sending it */
@@ -1331,6 +1339,8 @@ static int verified_get(struct mft_tlssrv_conn *c, const unsigned char key[32], 
 {
     struct snap *s = c->snap;
     int hit = 0;
+    if (atomic_load(&c->srv->verified_max) == 0)
+        return 0;
     pthread_mutex_lock(&s->vlock);
     for (unsigned i = 0; i < s->n_verified && !hit; i++) {
         const struct verified *v = &s->verified[i];
@@ -1342,53 +1352,80 @@ static int verified_get(struct mft_tlssrv_conn *c, const unsigned char key[32], 
         hit = 1;
     }
     pthread_mutex_unlock(&s->vlock);
-    if (hit)
-        atomic_fetch_add(&c->srv->verify_cache_hits, 1);
+    c->from_memory = hit;
     return hit;
 }
 
-/* Remembers that the chain verified at now with c's candidates. */
-static void verified_put(struct mft_tlssrv_conn *c, const unsigned char key[32],
-                         gnutls_x509_crt_t *chain, unsigned n, time_t now)
+/* Notes that the chain verified at now with c's candidates, to be
+ * remembered when the handshake finishes (verified_commit). Not when no
+ * trust-list certificate issued any of the chain's: nothing bounds the
+ * verdict by its anchor's validity then. */
+static void verified_note(struct mft_tlssrv_conn *c, const unsigned char key[32],
+                          gnutls_x509_crt_t *chain, unsigned n, time_t now)
 {
-    unsigned max = c->srv->verified_max;
-    if (max == 0)
-        return;
     struct verified v = {.from = now, .until = now + VERIFIED_SECONDS};
+    unsigned anchors = 0;
     memcpy(v.key, key, 32);
     for (unsigned i = 0; i < n; i++) {
+        gnutls_x509_crt_t issuer = NULL; /* the trust list's own copy: not freed here */
         time_t end = gnutls_x509_crt_get_expiration_time(chain[i]);
         if (end == (time_t)-1)
             return;
         if (end < v.until)
             v.until = end;
-    }
-    gnutls_x509_crt_t anchor = NULL; /* the trust list's own copy: not freed here */
-    if (n && gnutls_x509_trust_list_get_issuer(c->snap->cas, chain[n - 1], &anchor, 0) == 0) {
-        time_t end = gnutls_x509_crt_get_expiration_time(anchor);
+        if (gnutls_x509_trust_list_get_issuer(c->snap->cas, chain[i], &issuer, 0) < 0)
+            continue;
+        end = gnutls_x509_crt_get_expiration_time(issuer);
         if (end == (time_t)-1)
             return;
         if (end < v.until)
             v.until = end;
+        anchors++;
     }
+    if (!anchors)
+        return;
     for (size_t i = 0; i < c->n_candidates; i++)
         v.candidates[v.n_candidates++] = c->candidates[i];
     v.overflow = c->candidates_overflow;
+    c->pending = v;
+    c->pending_set = 1;
+}
+
+/* The handshake finished (the client proved its key): remembers the chain
+ * noted by verify, and counts a verdict taken from memory. */
+static void verified_commit(struct mft_tlssrv_conn *c)
+{
+    if (c->from_memory)
+        atomic_fetch_add(&c->srv->verify_cache_hits, 1);
+    unsigned max = atomic_load(&c->srv->verified_max);
+    if (!c->pending_set || max == 0)
+        return;
+    c->pending_set = 0;
     struct snap *s = c->snap;
+    const struct verified *v = &c->pending;
     pthread_mutex_lock(&s->vlock);
     unsigned slot = 0;
-    while (slot < s->n_verified && memcmp(s->verified[slot].key, key, 32) != 0)
+    while (slot < s->n_verified && memcmp(s->verified[slot].key, v->key, 32) != 0)
         slot++;
-    if (slot == s->n_verified) { /* not there: a free slot, else the oldest */
+    if (slot == s->n_verified) { /* not there: a free slot, an expired one, the oldest */
         if (s->n_verified < max) {
             s->n_verified++;
         } else {
-            slot = s->next_verified % max;
-            s->next_verified = (slot + 1) % max;
+            for (slot = 0; slot < s->n_verified && s->verified[slot].until >= v->from; slot++)
+                ;
+            if (slot == s->n_verified) {
+                slot = s->next_verified % max;
+                s->next_verified = (slot + 1) % max;
+            }
         }
     }
-    s->verified[slot] = v;
+    s->verified[slot] = *v;
     pthread_mutex_unlock(&s->vlock);
+}
+
+int mft_tlssrv_conn_verified_from_memory(const struct mft_tlssrv_conn *c)
+{
+    return c && c->established && c->from_memory;
 }
 
 int mft_tlssrv_set_verified_chains(struct mft_tlssrv *srv, long n, struct mft_err *err)
@@ -1397,7 +1434,7 @@ int mft_tlssrv_set_verified_chains(struct mft_tlssrv *srv, long n, struct mft_er
         return mft_err_set(err, MFT_E_CONFIG,
                            "MFT_INGRESS_TLS_VERIFIED_CHAINS must be 0..64 (0: every handshake "
                            "checks the client's chain)");
-    srv->verified_max = (unsigned)n;
+    atomic_store(&srv->verified_max, (unsigned)n);
     return 0;
 }
 
@@ -1468,7 +1505,7 @@ static int verify(gnutls_session_t session)
     if (status == 0) { /* the path check covered the leaf's dates and purpose */
         identify_by_ca(c, chain, n_chain);
         if (keyed)
-            verified_put(c, key, chain, n_chain, now);
+            verified_note(c, key, chain, n_chain, now);
         rc = 0;
         goto out;
     }

@@ -863,9 +863,10 @@ static void test_policies_and_proof(void **state)
         sk_X509_pop_free(pa[i].tls_cas, X509_free);
 }
 
-/* <name>.pem and .key: a clientAuth certificate issued by ca that expires
- * in seconds (the openssl CLI of Debian 12 counts validity in days). */
-static void make_short_lived(const char *name, const char *ca, long seconds)
+/* <name>.pem and .key: a clientAuth certificate (a CA certificate when
+ * is_ca) issued by ca that expires in seconds (the openssl CLI of Debian 12
+ * counts validity in days). */
+static void make_short_lived(const char *name, const char *ca, long seconds, int is_ca)
 {
     char p[256];
     snprintf(p, sizeof(p), "%s/%s.key", dir, ca);
@@ -888,7 +889,9 @@ static void make_short_lived(const char *name, const char *ca, long seconds)
     X509_set_pubkey(x, key);
     X509V3_CTX ctx;
     X509V3_set_ctx(&ctx, cacert, x, NULL, NULL, 0);
-    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &ctx, NID_ext_key_usage, "clientAuth");
+    X509_EXTENSION *e =
+        is_ca ? X509V3_EXT_conf_nid(NULL, &ctx, NID_basic_constraints, "critical,CA:TRUE")
+              : X509V3_EXT_conf_nid(NULL, &ctx, NID_ext_key_usage, "clientAuth");
     assert_non_null(e);
     X509_add_ext(x, e, -1);
     X509_EXTENSION_free(e);
@@ -928,7 +931,8 @@ static void test_verified_memory(void **state)
     memset(&pa, 0, sizeof(pa));
     snprintf(pa.id, sizeof(pa.id), "p-ca");
     pa.tls_cas = stack_of("caA", NULL);
-    pa.tls_policy.min_version = pa.tls_policy.max_version = 0x0304; /* TLS 1.3 only */
+    pa.tls_policy.min_version = 0x0303;
+    pa.tls_policy.max_version = 0x0304;
     memset(&reg, 0, sizeof(reg));
     reg.stations = &st;
     reg.n_stations = 1;
@@ -936,16 +940,30 @@ static void test_verified_memory(void **state)
     reg.n_partners = 1;
     assert_int_equal(mft_tlssrv_update(hs_srv, &reg, &err), 0);
 
+    /* a client that has the certificate but not its key: its chain verifies,
+     * its proof fails, and nothing is remembered */
+    for (int v = v12; v <= v13; v++) {
+        struct client thief = {
+            .gnutls = 1, .min_version = v, .max_version = v, .cert = "leafA", .key = "leafB"};
+        assert_int_equal(handshake(&thief, &err, &f), 0);
+        assert_int_equal(err.kind, MFT_E_TLS_CLIENT_KEY_MISMATCH);
+    }
+    struct client owner = {.min_version = v12, .max_version = v12, .cert = "leafA", .key = "leafA"};
+    assert_int_equal(handshake(&owner, &err, &f), 2);
+    assert_int_equal(mft_tlssrv_verify_cache_hits(hs_srv), 0); /* not taken from memory */
+    pa.tls_policy.min_version = 0x0304;                        /* TLS 1.3 only from now on */
+    assert_int_equal(mft_tlssrv_update(hs_srv, &reg, &err), 0);
     struct client a13 = {.min_version = v13, .max_version = v13, .cert = "leafA", .key = "leafA"};
     assert_int_equal(handshake(&a13, &err, &f), 2);
     assert_int_equal(mft_tlssrv_verify_cache_hits(hs_srv), 0);
     assert_int_equal(handshake(&a13, &err, &f), 2);
     assert_int_equal(mft_tlssrv_verify_cache_hits(hs_srv), 1);
-    /* remembered, and still held to the partner's policy */
+    /* remembered, and still held to the partner's policy (a refused
+     * handshake is not counted) */
     struct client a12 = {.min_version = v12, .max_version = v12, .cert = "leafA", .key = "leafA"};
     assert_int_equal(handshake(&a12, &err, &f), 0);
     assert_int_equal(err.kind, MFT_E_TLS_NO_COMMON_PROTOCOL);
-    assert_int_equal(mft_tlssrv_verify_cache_hits(hs_srv), 2);
+    assert_int_equal(mft_tlssrv_verify_cache_hits(hs_srv), 1);
 
     /* the partner now registers another CA: the new snapshot remembers nothing */
     sk_X509_pop_free(pa.tls_cas, X509_free);
@@ -955,35 +973,50 @@ static void test_verified_memory(void **state)
     assert_int_equal(handshake(&a13, &err, &f), 0);
     assert_int_equal(err.kind, MFT_E_TLS_CLIENT_CERT_UNTRUSTED);
     assert_string_equal(a13.alert, "unknown_ca");
-    assert_int_equal(mft_tlssrv_verify_cache_hits(hs_srv), 2);
+    assert_int_equal(mft_tlssrv_verify_cache_hits(hs_srv), 1);
 
-    /* a certificate that expires while remembered is refused as expired */
+    /* a certificate, and a registered CA, that expire while remembered: both
+     * chains are refused, though the second client sends an unrelated
+     * certificate after its leaf */
+    make_short_lived("leafShort", "caA", 3, 0);
+    make_short_lived("interShort", "caA", 3, 1);
+    make_issued("leafS", "interShort", "/CN=under a short-lived CA", "0x77", EXT_CLIENT);
     sk_X509_pop_free(pa.tls_cas, X509_free);
-    pa.tls_cas = stack_of("caA", NULL);
+    pa.tls_cas = stack_of("caA", "interShort");
     assert_int_equal(mft_tlssrv_update(hs_srv, &reg, &err), 0);
-    make_short_lived("leafShort", "caA", 3);
     struct client sh = {
         .min_version = v13, .max_version = v13, .cert = "leafShort", .key = "leafShort"};
+    struct client ls = {
+        .min_version = v13, .max_version = v13, .cert = "leafS", .key = "leafS", .chain = "caB"};
     assert_int_equal(handshake(&sh, &err, &f), 2);
     assert_int_equal(handshake(&sh, &err, &f), 2);
+    assert_int_equal(handshake(&ls, &err, &f), 2);
+    assert_int_equal(handshake(&ls, &err, &f), 2);
     assert_int_equal(mft_tlssrv_verify_cache_hits(hs_srv), 3);
     sleep(5);
     sh.alert[0] = '\0';
     assert_int_equal(handshake(&sh, &err, &f), 0);
     assert_int_equal(err.kind, MFT_E_TLS_CLIENT_CERT_EXPIRED);
     assert_string_equal(sh.alert, "certificate_expired");
+    assert_int_equal(handshake(&ls, &err, &f), 0);
+    assert_true(err.kind != MFT_E_OK);
     assert_int_equal(mft_tlssrv_verify_cache_hits(hs_srv), 3);
 
-    /* MFT_INGRESS_TLS_VERIFIED_CHAINS: 0..64, and 0 remembers nothing */
+    /* MFT_INGRESS_TLS_VERIFIED_CHAINS: 0..64, and 0 takes nothing from
+     * memory, even what the snapshot remembered before */
+    assert_int_equal(handshake(&a13, &err, &f), 2);
+    assert_int_equal(handshake(&a13, &err, &f), 2);
+    assert_int_equal(mft_tlssrv_verify_cache_hits(hs_srv), 4);
     assert_int_equal(mft_tlssrv_set_verified_chains(hs_srv, 65, &err), -1);
     assert_int_equal(err.kind, MFT_E_CONFIG);
     mft_err_clear(&err);
     assert_int_equal(mft_tlssrv_set_verified_chains(hs_srv, -1, &err), -1);
     assert_int_equal(mft_tlssrv_set_verified_chains(hs_srv, 0, &err), 0);
+    assert_int_equal(handshake(&a13, &err, &f), 2);
     assert_int_equal(mft_tlssrv_update(hs_srv, &reg, &err), 0);
     assert_int_equal(handshake(&a13, &err, &f), 2);
     assert_int_equal(handshake(&a13, &err, &f), 2);
-    assert_int_equal(mft_tlssrv_verify_cache_hits(hs_srv), 3);
+    assert_int_equal(mft_tlssrv_verify_cache_hits(hs_srv), 4);
 
     mft_tlssrv_destroy(hs_srv);
     station_free(&st);
