@@ -215,7 +215,7 @@ int main(int argc, char **argv)
             long long v = 0;
             struct mft_err e;
             mft_err_clear(&e);
-            if (mft_store_config_version(eg.store, &v, &e) == 0 && v != seen) {
+            if (mft_registry_poll(eg.store, &seen, &v, &e) == 1) {
                 if (reload(&eg, mkey, &e) == 0)
                     seen = v;
                 else

@@ -640,8 +640,9 @@ static void as2_headers(struct attempt *a, const struct mft_as2_message *msg, co
  * Connections kept per worker thread for the next message to the same partner
  * (no new TCP and TLS handshake: about 2 ms of CPU saved on each side). At most
  * KEPT partners per thread; the least recently used is closed first. The key
- * holds the configuration version, so a trust or identity change opens a new,
- * newly verified connection.
+ * holds the registry snapshot's load number, so a trust or identity change
+ * (any reload, even one after Redis lost its data and the version started
+ * again) opens a new, newly verified connection.
  */
 #define KEPT 8
 static __thread struct kept {
@@ -833,7 +834,7 @@ static void attempt_run(struct egress *eg, const char *uuid)
     atomic_fetch_add(&eg->inflight, 1);
     mft_metric_set("mft_egress_inflight", "", (double)atomic_load(&eg->inflight));
     char key[700];
-    snprintf(key, sizeof(key), "%s|%lld|%s", a.p->id, reg ? reg->version : 0LL, ps->url);
+    snprintf(key, sizeof(key), "%s|%llu|%s", a.p->id, reg ? reg->load_seq : 0ULL, ps->url);
     struct mft_httpc_conn *conn = eg->keepalive ? kept_conn(a.p->id) : NULL;
     int posted =
         conn ? mft_httpc_post_on(conn, key, &rq, &resp, &why) : mft_httpc_post(&rq, &resp, &why);

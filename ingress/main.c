@@ -250,7 +250,7 @@ int main(int argc, char **argv)
         /* events of async-MDN outcomes that Kafka did not take in time */
         struct mft_outbox ob = {in.store, in.bus, in.bus_timeout_ms};
         mft_outbox_flush(&ob, 100);
-        if (mft_store_config_version(in.store, &v, &e) == 0 && v != seen) {
+        if (mft_registry_poll(in.store, &seen, &v, &e) == 1) {
             if (reload(&in, mkey, &e) == 0)
                 seen = v;
             else

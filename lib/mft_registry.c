@@ -19,12 +19,14 @@
  * gateway has tens of partners, not millions.
  */
 #include "mft_registry.h"
+#include "mft_log.h"
 #include "mft_secret.h"
 #include "mft_store.h"
 #include "mft_tls.h"
 #include "mft_x509.h"
 
 #include <ctype.h>
+#include <stdatomic.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -839,6 +841,25 @@ static int copy_id(char *dst, size_t len, const char *id, const char *what, stru
     return 0;
 }
 
+int mft_registry_poll(struct mft_store *store, long long *seen, long long *now, struct mft_err *err)
+{
+    if (mft_store_config_version(store, now, err) < 0)
+        return -1;
+    if (*now == *seen)
+        return 0;
+    if (*now == 0) {
+        char v[32];
+        snprintf(v, sizeof(v), "%lld", *seen);
+        mft_warn("config.missing",
+                 "Redis holds no configuration (restarted without persistence or flushed?): "
+                 "the one in force stays until a configuration is applied",
+                 "version", v);
+        *seen = 0;
+        return 0;
+    }
+    return 1;
+}
+
 int mft_registry_load(struct mft_store *store, const unsigned char master_key[32],
                       struct mft_registry **out, struct mft_err *err)
 {
@@ -854,6 +875,8 @@ int mft_registry_load(struct mft_store *store, const unsigned char master_key[32
         goto out;
     }
     reg->refs_ = 1;
+    static atomic_ullong loads;
+    reg->load_seq = atomic_fetch_add(&loads, 1) + 1;
     /* version first: a write during the load shows up as a newer version */
     if (mft_store_config_version(store, &reg->version, err) != 0)
         goto out;

@@ -143,7 +143,9 @@ struct mft_partner {
 };
 
 struct mft_registry {
-    long long version; /* mft:config:version at load */
+    long long version;           /* mft:config:version at load */
+    unsigned long long load_seq; /* this process's count of loads: unique per snapshot, even
+                                    when Redis lost its data and the version starts again */
     struct mft_station *stations;
     size_t n_stations;
     struct mft_partner *partners;
@@ -159,6 +161,19 @@ struct mft_registry {
  */
 int mft_registry_load(struct mft_store *store, const unsigned char master_key[32],
                       struct mft_registry **out, struct mft_err *err);
+
+/*
+ * Polls mft:config:version. Returns 1 when it differs from *seen (the caller
+ * reloads and, once that worked, sets *seen to *now), 0 when there is nothing
+ * to reload, -1 with err when Redis cannot say. A version back at 0 (the key
+ * is gone) while one was in force means Redis lost its data (restarted
+ * without persistence, flushed): then 0, *seen becomes 0 and a
+ * config.missing warning is logged, so the configuration in force keeps
+ * serving until one is applied again, which is then loaded whatever its
+ * version number.
+ */
+int mft_registry_poll(struct mft_store *store, long long *seen, long long *now,
+                      struct mft_err *err);
 
 /* Reference counting (thread-safe). unref frees at zero; both accept NULL. */
 struct mft_registry *mft_registry_ref(struct mft_registry *reg);

@@ -401,9 +401,16 @@ rport=${MFT_REDIS_URL##*:}; rport=${rport%%/*}
 redis-server --port "$rport" --bind 127.0.0.1 --dir "$STACK_DIR/redis" --save '' --appendonly no \
   >>"$STACK_DIR/logs/redis.log" 2>&1 & STACK_PIDS+=($!)
 wait_for 10 redis-cli -p "$rport" ping
+# Redis came back empty (no persistence): ingress keeps the configuration in
+# force and says why, instead of dropping every station and partner
+ILOG=$STACK_DIR/logs/ingress.log
+check "redis back empty: config.missing logged" wait_for 5 grep -q '"event":"config.missing"' "$ILOG"
+check_eq "redis back empty: the configuration in force still serves" ready \
+  "$(curl -s "http://$MFT_INGRESS_OPS_ADDR/readyz")"
+loaded_more() { [ "$(grep -c '"event":"config.loaded"' "$ILOG")" -gt "$1" ]; }
+n_loaded=$(grep -c '"event":"config.loaded"' "$ILOG")
 "$MFT_BIN/mftctl" apply -f "$STACK_DIR/test.json" >/dev/null 2>&1
-# ingress may have polled the empty Redis before the apply (no stations: no
-# TLS keypair to serve): wait until it serves the configuration again
+check "redis back, configuration applied: loaded again" wait_for 5 loaded_more "$n_loaded"
 check "redis back, configuration applied: /readyz" wait_for 10 curl -sfo /dev/null "http://$MFT_INGRESS_OPS_ADDR/readyz"
 kill -TERM "${STACK_PIDS[1]}"; sleep 0.5
 kept_before=$(find "$STACK_DIR/payloads" -name 'payload-*' | wc -l)

@@ -935,6 +935,42 @@ static void test_send_bad_records(void **state)
     mft_store_close(st);
 }
 
+/* runs last: it takes the configuration version away, as a Redis that lost
+ * its data would */
+static void test_config_poll(void **state)
+{
+    struct mft_store *st = store_open();
+    struct mft_err err;
+    long long seen = 0, now = -1;
+    char *out = NULL;
+    (void)state;
+    mft_err_clear(&err);
+    assert_int_equal(mft_registry_poll(st, &seen, &now, &err), 1); /* a new version: reload */
+    assert_true(now >= 3);
+    seen = now;
+    assert_int_equal(mft_registry_poll(st, &seen, &now, &err), 0); /* nothing new */
+    /* the version gone: no reload (the configuration in force stays), and
+     * the next version applied is taken whatever its number */
+    assert_int_equal(sh(&out, "redis-cli -p %d DEL mft:config:version", redis.port), 0);
+    free(out);
+    assert_int_equal(mft_registry_poll(st, &seen, &now, &err), 0);
+    assert_int_equal(seen, 0);
+    assert_int_equal(mft_registry_poll(st, &seen, &now, &err), 0);
+    assert_int_equal(sh(&out, "redis-cli -p %d INCR mft:config:version", redis.port), 0);
+    free(out);
+    assert_int_equal(mft_registry_poll(st, &seen, &now, &err), 1);
+    assert_int_equal(now, 1);
+    /* two loads of one version are told apart (egress keys kept connections by it) */
+    struct mft_registry *a = NULL, *b = NULL;
+    assert_int_equal(mft_registry_load(st, mk, &a, &err), 0);
+    assert_int_equal(mft_registry_load(st, mk, &b, &err), 0);
+    assert_int_equal(a->version, b->version);
+    assert_true(a->load_seq != b->load_seq);
+    mft_registry_unref(a);
+    mft_registry_unref(b);
+    mft_store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -949,6 +985,7 @@ int main(void)
         cmocka_unit_test(test_send_all_fields_and_defaults),
         cmocka_unit_test(test_send_apply_refused),
         cmocka_unit_test(test_send_bad_records),
+        cmocka_unit_test(test_config_poll),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
