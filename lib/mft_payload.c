@@ -44,24 +44,29 @@ static int storage_err(struct mft_err *err, const char *what, const char *path)
     return mft_err_detail(err, "%s %s: %s", what, path, strerror(e));
 }
 
-/* Creates path and its missing parents. Returns 1 when it created path
- * itself, 0 when path was already a directory, -1 with errno. */
+/* Creates path, and its missing parents only when it has some (the usual
+ * case, a message directory in the store, is one mkdir). Returns 1 when it
+ * created path itself, 0 when path was already a directory, -1 with errno. */
 static int mkdir_p(const char *path)
 {
-    char tmp[PATH_MAX];
-    snprintf(tmp, sizeof(tmp), "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(tmp, 0750) < 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    }
-    if (mkdir(tmp, 0750) == 0)
+    if (mkdir(path, 0750) == 0)
         return 1;
+    if (errno == ENOENT) {
+        char tmp[PATH_MAX];
+        snprintf(tmp, sizeof(tmp), "%s", path);
+        for (char *p = tmp + 1; *p; p++) {
+            if (*p == '/') {
+                *p = '\0';
+                if (mkdir(tmp, 0750) < 0 && errno != EEXIST)
+                    return -1;
+                *p = '/';
+            }
+        }
+        if (mkdir(tmp, 0750) == 0)
+            return 1;
+    }
     struct stat st; /* EEXIST is fine only for a directory */
-    if (errno != EEXIST || stat(tmp, &st) < 0)
+    if (errno != EEXIST || stat(path, &st) < 0)
         return -1;
     if (!S_ISDIR(st.st_mode)) {
         errno = ENOTDIR;
@@ -184,8 +189,7 @@ int mft_payload_commit(struct mft_payload_writer *w, struct mft_payload_ref *ref
         goto out;
     }
     w->fd = -1;
-    /* the store directory exists: one mkdir, the walk only if it went away */
-    int made = mkdir(w->final_dir, 0750) == 0 ? 1 : errno == EEXIST ? 0 : mkdir_p(w->final_dir);
+    int made = mkdir_p(w->final_dir);
     if (made < 0) {
         storage_err(err, "cannot create", w->final_dir);
         goto out;
