@@ -1,8 +1,9 @@
 /*
  * mft_testkeys — helpers shared by the S/MIME and AS2 unit tests (header-only,
  * static functions): read files, load certificates and keys (PEM, PKCS#12
- * with the legacy provider), run the openssl CLI without a shell, split a
- * stored HTTP request into headers and body, and read a header value.
+ * with the legacy provider), make a certificate in code, run the openssl CLI
+ * without a shell, split a stored HTTP request into headers and body, and
+ * read a header value.
  * Test code only: failures abort the test through cmocka's assertions.
  */
 #ifndef MFT_TESTKEYS_H
@@ -14,6 +15,7 @@
 #include <openssl/pkcs12.h>
 #include <openssl/provider.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <zlib.h>
 
@@ -64,6 +66,37 @@ TK_FN void tk_write(const char *path, const void *data, size_t len)
     assert_non_null(f);
     assert_int_equal(fwrite(data, 1, len, f), len);
     assert_int_equal(fclose(f), 0);
+}
+
+/* A certificate for key: the serial, subject CN=cn, issued by issuer with
+ * issuer_key (self-signed when issuer is NULL), valid from not_before to
+ * not_after seconds from now, with one extension nid = value (openssl
+ * configuration syntax; none when nid is 0), signed with SHA-256. For what
+ * the openssl CLI of Debian 12 cannot make, such as a validity in seconds. */
+TK_FN X509 *tk_make_cert(EVP_PKEY *key, long serial, const char *cn, X509 *issuer,
+                         EVP_PKEY *issuer_key, long not_before, long not_after, int nid,
+                         const char *value)
+{
+    X509 *x = X509_new();
+    assert_non_null(x);
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), serial);
+    X509_gmtime_adj(X509_getm_notBefore(x), not_before);
+    X509_gmtime_adj(X509_getm_notAfter(x), not_after);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                               (const unsigned char *)cn, -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(issuer ? issuer : x));
+    X509_set_pubkey(x, key);
+    if (nid) {
+        X509V3_CTX ctx;
+        X509V3_set_ctx(&ctx, issuer ? issuer : x, x, NULL, NULL, 0);
+        X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+        assert_non_null(e);
+        X509_add_ext(x, e, -1);
+        X509_EXTENSION_free(e);
+    }
+    assert_true(X509_sign(x, issuer ? issuer_key : key, EVP_sha256()) > 0);
+    return x;
 }
 
 TK_FN X509 *tk_cert(const char *path)

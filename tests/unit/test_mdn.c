@@ -23,6 +23,8 @@
 
 #include <cmocka.h>
 
+#include "mft_testkeys.h"
+
 #define AS2_DIR MFT_SHARED_DIR "/interop/as2"
 
 static unsigned char *read_file(const char *path, size_t *len)
@@ -726,17 +728,7 @@ static void make_signer(int rsa, struct mft_keypair *kp)
 {
     EVP_PKEY *key = rsa ? EVP_RSA_gen(2048) : EVP_EC_gen("P-256");
     assert_non_null(key);
-    X509 *x = X509_new();
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 42);
-    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-    X509_set_pubkey(x, key);
-    X509_NAME *n = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"mft mdn test", -1, -1,
-                               0);
-    X509_set_issuer_name(x, n);
-    assert_true(X509_sign(x, key, EVP_sha256()) > 0);
-    kp->cert = x;
+    kp->cert = tk_make_cert(key, 42, "mft mdn test", NULL, NULL, -3600, 86400, 0, NULL);
     kp->key = key;
     kp->chain = NULL;
 }

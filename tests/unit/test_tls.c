@@ -19,32 +19,16 @@
 #include "mft/v1/events.pb-c.h"
 #include "mft_events.h"
 #include "mft_registry.h"
+#include "mft_testkeys.h"
 #include "mft_tls.h"
 
 /* A self-signed EC P-256 certificate for host.example and 192.0.2.7. */
 static X509 *make_cert(void)
 {
     EVP_PKEY *key = EVP_EC_gen("P-256");
-    X509 *x = X509_new();
     assert_non_null(key);
-    assert_non_null(x);
-    X509_set_version(x, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 0x1234);
-    X509_gmtime_adj(X509_getm_notBefore(x), 0);
-    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
-    X509_NAME *n = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"tls test", -1, -1, 0);
-    X509_set_issuer_name(x, n);
-    X509_set_pubkey(x, key);
-    X509V3_CTX ctx;
-    X509V3_set_ctx_nodb(&ctx);
-    X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
-    X509_EXTENSION *ext =
-        X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, "DNS:host.example,IP:192.0.2.7");
-    assert_non_null(ext);
-    X509_add_ext(x, ext, -1);
-    X509_EXTENSION_free(ext);
-    assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+    X509 *x = tk_make_cert(key, 0x1234, "tls test", NULL, NULL, 0, 3600, NID_subject_alt_name,
+                           "DNS:host.example,IP:192.0.2.7");
     EVP_PKEY_free(key);
     return x;
 }

@@ -869,33 +869,15 @@ static void test_policies_and_proof(void **state)
 static void make_short_lived(const char *name, const char *ca, long seconds, int is_ca)
 {
     char p[256];
+    FILE *f;
     snprintf(p, sizeof(p), "%s/%s.key", dir, ca);
-    FILE *f = fopen(p, "r");
-    assert_non_null(f);
-    EVP_PKEY *cakey = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-    fclose(f);
+    EVP_PKEY *cakey = tk_key(p, NULL);
     X509 *cacert = load(ca);
     EVP_PKEY *key = EVP_EC_gen("P-256");
-    X509 *x = X509_new();
-    assert_non_null(cakey);
     assert_non_null(key);
-    X509_set_version(x, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 4242);
-    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
-                               (const unsigned char *)"short-lived", -1, -1, 0);
-    X509_set_issuer_name(x, X509_get_subject_name(cacert));
-    X509_gmtime_adj(X509_getm_notBefore(x), -60);
-    X509_gmtime_adj(X509_getm_notAfter(x), seconds);
-    X509_set_pubkey(x, key);
-    X509V3_CTX ctx;
-    X509V3_set_ctx(&ctx, cacert, x, NULL, NULL, 0);
-    X509_EXTENSION *e =
-        is_ca ? X509V3_EXT_conf_nid(NULL, &ctx, NID_basic_constraints, "critical,CA:TRUE")
-              : X509V3_EXT_conf_nid(NULL, &ctx, NID_ext_key_usage, "clientAuth");
-    assert_non_null(e);
-    X509_add_ext(x, e, -1);
-    X509_EXTENSION_free(e);
-    assert_true(X509_sign(x, cakey, EVP_sha256()) > 0);
+    X509 *x = tk_make_cert(key, 4242, "short-lived", cacert, cakey, -60, seconds,
+                           is_ca ? NID_basic_constraints : NID_ext_key_usage,
+                           is_ca ? "critical,CA:TRUE" : "clientAuth");
     snprintf(p, sizeof(p), "%s/%s.pem", dir, name);
     assert_non_null(f = fopen(p, "w"));
     PEM_write_X509(f, x);
