@@ -124,8 +124,7 @@ struct mft_tlssrv {
     struct snap *cur;
     unsigned min_version, max_version; /* of the listener's priority string */
     unsigned char suites[65536];       /* enum suite_use by IANA suite id */
-    atomic_ulong verify_cache_hits;
-    atomic_uint verified_max; /* chains a snapshot remembers, 0..VERIFIED_MAX */
+    atomic_uint verified_max;          /* chains a snapshot remembers, 0..VERIFIED_MAX */
 };
 
 /* What arrived on the socket before the handshake ended (the read wrapper). */
@@ -1339,8 +1338,6 @@ static int verified_get(struct mft_tlssrv_conn *c, const unsigned char key[32], 
 {
     struct snap *s = c->snap;
     int hit = 0;
-    if (atomic_load(&c->srv->verified_max) == 0)
-        return 0;
     pthread_mutex_lock(&s->vlock);
     for (unsigned i = 0; i < s->n_verified && !hit; i++) {
         const struct verified *v = &s->verified[i];
@@ -1392,11 +1389,9 @@ static void verified_note(struct mft_tlssrv_conn *c, const unsigned char key[32]
 }
 
 /* The handshake finished (the client proved its key): remembers the chain
- * noted by verify, and counts a verdict taken from memory. */
+ * noted by verify. */
 static void verified_commit(struct mft_tlssrv_conn *c)
 {
-    if (c->from_memory)
-        atomic_fetch_add(&c->srv->verify_cache_hits, 1);
     unsigned max = atomic_load(&c->srv->verified_max);
     if (!c->pending_set || max == 0)
         return;
@@ -1436,11 +1431,6 @@ int mft_tlssrv_set_verified_chains(struct mft_tlssrv *srv, long n, struct mft_er
                            "checks the client's chain)");
     atomic_store(&srv->verified_max, (unsigned)n);
     return 0;
-}
-
-unsigned long mft_tlssrv_verify_cache_hits(const struct mft_tlssrv *srv)
-{
-    return srv ? atomic_load(&((struct mft_tlssrv *)srv)->verify_cache_hits) : 0;
 }
 
 static int verify(gnutls_session_t session)
@@ -1489,8 +1479,8 @@ static int verify(gnutls_session_t session)
         rc = leaf_refusal(c, chain[0], now) ? -1 : 0;
         goto out;
     }
-    unsigned char key[32];
-    int keyed = chain_key(certs, n, key) == 0;
+    unsigned char key[32]; /* with the memory off: no key, no lookup, nothing noted */
+    int keyed = atomic_load(&c->srv->verified_max) > 0 && chain_key(certs, n, key) == 0;
     if (keyed && verified_get(c, key, now)) {
         rc = 0;
         goto out;

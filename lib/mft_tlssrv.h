@@ -69,14 +69,10 @@ int mft_tlssrv_ready(struct mft_tlssrv *srv);
 int mft_tlssrv_set_verified_chains(struct mft_tlssrv *srv, long n, struct mft_err *err);
 
 /* 1 when c's handshake finished with the client's chain taken as verified
- * from the snapshot's memory (not path-checked again), else 0. */
+ * from the snapshot's memory of chains verified before (same certificates,
+ * same trust, within every certificate's and its issuers' validity, at most
+ * 5 minutes old) instead of path-checked again, else 0. */
 int mft_tlssrv_conn_verified_from_memory(const struct mft_tlssrv_conn *c);
-
-/* How many finished handshakes took a client chain's verdict from the
- * snapshot's memory of chains verified before (same certificates, same
- * trust, within every certificate's and its issuers' validity, at most 5
- * minutes old). */
-unsigned long mft_tlssrv_verify_cache_hits(const struct mft_tlssrv *srv);
 
 /* The certificate callback to give to MHD_OPTION_HTTPS_CERT_CALLBACK. */
 gnutls_certificate_retrieve_function2 *mft_tlssrv_cert_callback(void);
