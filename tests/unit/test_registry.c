@@ -936,7 +936,7 @@ static void test_send_bad_records(void **state)
 }
 
 /* runs last: it takes the configuration version away, as a Redis that lost
- * its data would */
+ * its data would, then stops Redis */
 static void test_config_poll(void **state)
 {
     struct mft_store *st = store_open();
@@ -968,6 +968,20 @@ static void test_config_poll(void **state)
     assert_true(a->load_seq != b->load_seq);
     mft_registry_unref(a);
     mft_registry_unref(b);
+    /* Redis cannot say (a damaged version, then Redis gone): -1, the error
+     * told, and what is in force stays (seen unchanged) */
+    seen = 1;
+    assert_int_equal(sh(&out, "redis-cli -p %d SET mft:config:version x", redis.port), 0);
+    free(out);
+    mft_err_clear(&err);
+    assert_int_equal(mft_registry_poll(st, &seen, &now, &err), -1);
+    assert_int_equal(err.kind, MFT_E_STORE_UNAVAILABLE);
+    assert_int_equal(seen, 1);
+    mft_test_redis_stop(&redis, 1);
+    mft_err_clear(&err);
+    assert_int_equal(mft_registry_poll(st, &seen, &now, &err), -1);
+    assert_int_equal(err.kind, MFT_E_STORE_UNAVAILABLE);
+    assert_int_equal(seen, 1);
     mft_store_close(st);
 }
 
