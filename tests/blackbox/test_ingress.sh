@@ -389,6 +389,12 @@ check_eq "ops: /readyz" ready "$(curl -sf "http://$MFT_INGRESS_OPS_ADDR/readyz")
 check_match "ops: /metrics counts received messages" 'mft_ingress_messages_total [1-9]' \
   "$(curl -sf "http://$MFT_INGRESS_OPS_ADDR/metrics")"
 
+# --- a setting out of range: refused at start, named ---------------------------
+timeout 30 env MFT_INGRESS_TLS_VERIFIED_CHAINS=65 "$MFT_BIN/mft-ingress" >"$STACK_DIR/bad-cfg.log" 2>&1
+check_eq "MFT_INGRESS_TLS_VERIFIED_CHAINS=65: ingress exits 1 at start" 1 "$?"
+check_match "MFT_INGRESS_TLS_VERIFIED_CHAINS=65: the log names the setting and its range" \
+  'startup.failed.*MFT_INGRESS_TLS_VERIFIED_CHAINS must be 0\.\.64' "$(cat "$STACK_DIR/bad-cfg.log")"
+
 # --- dependencies down: HTTP 503 and never a positive MDN --------------------
 # Redis down
 redis-cli -u "$MFT_REDIS_URL" shutdown nosave >/dev/null 2>&1
